@@ -1,0 +1,173 @@
+/**
+ * Registry metadata: repositories, blob links, manifests with their references, tags with their
+ * history, referrers and upload sessions. Each method that changes several facts does so in one
+ * transaction, so that what must be true together commits together.
+ */
+export interface MetadataStore {
+  readonly repositories: RepositoryQueries;
+  readonly blobs: BlobQueries;
+  readonly manifests: ManifestQueries;
+  readonly tags: TagQueries;
+  readonly uploads: UploadQueries;
+  /** Checks that the database answers (for /readyz). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A page request over names in lexical order: items strictly after `last`, at most `limit`. */
+export interface PageRequest {
+  last?: string;
+  limit: number;
+}
+
+export interface RepositoryQueries {
+  /** Repository names in lexical order. */
+  list(page: PageRequest): Promise<string[]>;
+  exists(name: string): Promise<boolean>;
+}
+
+export interface BlobRecord {
+  digest: string;
+  size: number;
+}
+
+export interface BlobQueries {
+  /** A committed blob known anywhere in the registry. */
+  get(digest: string): Promise<BlobRecord | null>;
+  /** A blob linked into `repository` (pullable from it). */
+  getInRepository(repository: string, digest: string): Promise<BlobRecord | null>;
+  /** Records a committed blob (if new) and links it into `repository` (creating the repository). */
+  link(repository: string, blob: BlobRecord): Promise<void>;
+  /**
+   * Unlinks a blob from a repository. Throws BlobInUseError when a manifest of the repository
+   * references it. Resolves to false when it was not linked.
+   */
+  unlink(repository: string, digest: string): Promise<boolean>;
+  /** Sum of the sizes of all committed blobs. */
+  totalSize(): Promise<number>;
+}
+
+export interface ManifestRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** The exact bytes that were pushed. */
+  content: Buffer;
+  artifactType: string | null;
+  subject: string | null;
+  annotations: Record<string, string> | null;
+}
+
+export interface NewManifest extends ManifestRecord {
+  /** Blobs the manifest references (config, layers); each must be linked into the repository. */
+  blobs: string[];
+  /** Manifests an index references; each must exist in the repository. */
+  children: string[];
+}
+
+export interface ManifestQueries {
+  get(repository: string, digest: string): Promise<ManifestRecord | null>;
+  /** The manifest a tag points at. */
+  getByTag(repository: string, tag: string): Promise<ManifestRecord | null>;
+  /**
+   * Stores a manifest with its references and, when `tag` is given, points the tag at it and
+   * records the move in the tag's history, all in one transaction. Throws
+   * MissingReferenceError when a referenced blob or child manifest is absent from the
+   * repository. Storing a manifest that already exists only (re)tags it.
+   */
+  put(repository: string, manifest: NewManifest, tag?: string): Promise<void>;
+  /**
+   * Removes a manifest from a repository with the tags that point at it (recorded as moves to
+   * nothing). Throws ManifestInUseError when an index of the repository references it.
+   * Resolves to false when it did not exist.
+   */
+  delete(repository: string, digest: string): Promise<boolean>;
+  /** Manifests of the repository whose `subject` is `digest`, optionally by artifact type. */
+  referrers(repository: string, digest: string, artifactType?: string): Promise<ReferrerRecord[]>;
+}
+
+export interface ReferrerRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType: string | null;
+  annotations: Record<string, string> | null;
+}
+
+export interface TagRecord {
+  name: string;
+  digest: string;
+  updatedAt: Date;
+}
+
+export interface TagHistoryEntry {
+  tag: string;
+  previousDigest: string | null;
+  digest: string | null;
+  at: Date;
+}
+
+export interface TagQueries {
+  /** Tag names of a repository in lexical order. */
+  list(repository: string, page: PageRequest): Promise<string[]>;
+  get(repository: string, tag: string): Promise<TagRecord | null>;
+  /** Removes a tag (recorded as a move to nothing). Resolves to false when it did not exist. */
+  delete(repository: string, tag: string): Promise<boolean>;
+  /** Moves of a tag, newest first. */
+  history(repository: string, tag: string): Promise<TagHistoryEntry[]>;
+}
+
+export interface UploadRecord {
+  id: string;
+  repository: string;
+  /** Bytes received and acknowledged so far. */
+  size: number;
+  startedAt: Date;
+  updatedAt: Date;
+}
+
+export interface UploadQueries {
+  create(upload: { id: string; repository: string }): Promise<UploadRecord>;
+  get(id: string): Promise<UploadRecord | null>;
+  /** Records the acknowledged size after a successful append. */
+  setSize(id: string, size: number): Promise<void>;
+  /**
+   * Ends an upload: removes the session, records the blob and links it into the upload's
+   * repository, in one transaction.
+   */
+  complete(id: string, blob: BlobRecord): Promise<void>;
+  delete(id: string): Promise<boolean>;
+  /** Sessions not written to since `before`. */
+  listStale(before: Date, limit: number): Promise<UploadRecord[]>;
+  count(): Promise<number>;
+}
+
+export class MissingReferenceError extends Error {
+  constructor(
+    readonly kind: 'blob' | 'manifest',
+    readonly digest: string,
+  ) {
+    super(`${kind} ${digest} is not in the repository`);
+    this.name = 'MissingReferenceError';
+  }
+}
+
+export class BlobInUseError extends Error {
+  constructor(
+    readonly digest: string,
+    readonly manifest: string,
+  ) {
+    super(`blob ${digest} is referenced by manifest ${manifest}`);
+    this.name = 'BlobInUseError';
+  }
+}
+
+export class ManifestInUseError extends Error {
+  constructor(
+    readonly digest: string,
+    readonly index: string,
+  ) {
+    super(`manifest ${digest} is referenced by index ${index}`);
+    this.name = 'ManifestInUseError';
+  }
+}
