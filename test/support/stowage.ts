@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '../..');
+
+export interface RunningStowage {
+  /** host:port, e.g. 127.0.0.1:41234 */
+  host: string;
+  /** http://host:port */
+  url: string;
+  dataDir: string;
+  process: ChildProcess;
+  /** Sends SIGTERM and waits for the exit. */
+  stop(): Promise<void>;
+  /** Sends SIGKILL and waits for the exit. */
+  kill(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * Starts `stowage serve` as a separate process (from the TypeScript sources) on a free loopback
+ * port and waits until /readyz answers. Pass `dataDir` to restart on existing data.
+ */
+export async function startStowage(
+  options: { dataDir?: string; env?: Record<string, string>; args?: string[] } = {},
+): Promise<RunningStowage> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'stowage-'));
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', '--listen', host, '--data-dir', dataDir, ...(options.args ?? [])],
+    {
+      cwd: root,
+      env: { ...process.env, STOWAGE_LOG_LEVEL: 'warn', ...options.env },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`stowage exited with code ${child.exitCode} before it was ready`);
+    try {
+      const res = await fetch(`http://${host}/readyz`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error('stowage did not become ready within 30 s');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    host,
+    url: `http://${host}`,
+    dataDir,
+    process: child,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
