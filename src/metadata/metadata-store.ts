@@ -171,3 +171,10 @@ export class ManifestInUseError extends Error {
     this.name = 'ManifestInUseError';
   }
 }
+
+export class UploadSessionNotFoundError extends Error {
+  constructor(readonly id: string) {
+    super(`upload session ${id} does not exist`);
+    this.name = 'UploadSessionNotFoundError';
+  }
+}

@@ -1,0 +1,62 @@
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../config/load.js';
+import { settings } from '../config/schema.js';
+import { createApp } from '../app/app.js';
+
+const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
+
+const serve = program
+  .command('serve')
+  .description('start the registry (settings: flags over STOWAGE_* environment variables over the config file)')
+  .option('-c, --config <file>', 'YAML config file (or STOWAGE_CONFIG)');
+for (const setting of settings) {
+  serve.addOption(new Option(setting.flag, `${setting.help} [env ${setting.env}; file key ${setting.key}]`));
+}
+serve.action(async (options: Record<string, string | undefined>) => {
+  const flags: Record<string, string | undefined> = {};
+  for (const setting of settings) flags[setting.key] = options[flagProperty(setting.flag)];
+  let config;
+  try {
+    config = loadConfig({ file: options.config, flags });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`stowage: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = pino({ level: config.log.level, base: { service: 'stowage' } });
+  const app = await createApp(config, logger);
+  const address = await app.listen();
+  logger.info({ address, dataDir: config.dataDir }, `stowage listening on ${address}`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    try {
+      await app.close();
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+});
+
+/** commander's property name for a flag such as `--data-dir <dir>` (dataDir). */
+function flagProperty(flag: string): string {
+  return flag
+    .split(' ')[0]!
+    .replace(/^--/, '')
+    .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`stowage: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,74 @@
+import { z } from 'zod';
+
+/** "24h", "30m", "15s", "250ms", "2d" or a number of seconds, as milliseconds. */
+export const duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') return Math.round(value * 1000);
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!match) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration such as 90s, 30m, 24h or 7d, got "${value}"` });
+    return z.NEVER;
+  }
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Math.round(Number(match[1]) * unit);
+});
+
+const listen = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000 or 127.0.0.1:5000').refine(
+  (value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535,
+  'port must be at most 65535',
+);
+
+const boolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+
+export const configSchema = z
+  .object({
+    listen: listen.default('0.0.0.0:5000'),
+    dataDir: z.string().min(1).default('./data'),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        requests: boolean.default(true),
+      })
+      .strict()
+      .prefault({}),
+    uploads: z
+      .object({
+        expiry: duration.prefault('24h'),
+        purgeInterval: duration.prefault('15m'),
+      })
+      .strict()
+      .prefault({}),
+    shutdownTimeout: duration.prefault('30s'),
+    storage: z
+      .object({
+        driver: z.literal('filesystem').default('filesystem'),
+        path: z.string().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+    metadata: z
+      .object({
+        driver: z.literal('sqlite').default('sqlite'),
+        path: z.string().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.output<typeof configSchema>;
+
+/**
+ * Every setting that the environment and the command line can give, with its config-file key.
+ * The CLI's --help and the README's configuration table come from this one list.
+ */
+export const settings = [
+  { key: 'listen', env: 'STOWAGE_LISTEN', flag: '--listen <host:port>', help: 'address to listen on (default 0.0.0.0:5000)' },
+  { key: 'dataDir', env: 'STOWAGE_DATA_DIR', flag: '--data-dir <dir>', help: 'directory for blobs and metadata (default ./data)' },
+  { key: 'log.level', env: 'STOWAGE_LOG_LEVEL', flag: '--log-level <level>', help: 'trace, debug, info, warn, error, fatal or silent (default info)' },
+  { key: 'log.requests', env: 'STOWAGE_LOG_REQUESTS', flag: '--log-requests <bool>', help: 'log one line per request (default true)' },
+  { key: 'uploads.expiry', env: 'STOWAGE_UPLOADS_EXPIRY', flag: '--upload-expiry <duration>', help: 'remove upload sessions idle this long (default 24h)' },
+  { key: 'uploads.purgeInterval', env: 'STOWAGE_UPLOADS_PURGE_INTERVAL', flag: '--upload-purge-interval <duration>', help: 'how often to look for expired uploads (default 15m)' },
+  { key: 'shutdownTimeout', env: 'STOWAGE_SHUTDOWN_TIMEOUT', flag: '--shutdown-timeout <duration>', help: 'how long SIGTERM waits for requests in flight (default 30s)' },
+  { key: 'storage.path', env: 'STOWAGE_STORAGE_PATH', flag: '--storage-path <dir>', help: 'blob directory (default <data-dir>/storage)' },
+  { key: 'metadata.path', env: 'STOWAGE_METADATA_PATH', flag: '--metadata-path <file>', help: 'SQLite database file (default <data-dir>/stowage.db)' },
+] as const;

@@ -1,0 +1,26 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { RegistryError } from '../registry/errors.js';
+
+/**
+ * The one place where errors become HTTP responses: RegistryError as the OCI error JSON with
+ * its status and headers; anything else as a 500 that names the request id (and is logged).
+ */
+export function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  if (error instanceof RegistryError) {
+    if (error.headers) reply.headers(error.headers);
+    return reply
+      .code(error.status)
+      .type('application/json')
+      .send({ errors: [{ code: error.code, message: error.message, detail: error.detail ?? null }] });
+  }
+  const fastifyStatus = (error as { statusCode?: number }).statusCode;
+  if (fastifyStatus && fastifyStatus >= 400 && fastifyStatus < 500) {
+    return reply.code(fastifyStatus).type('application/json').send({
+      errors: [{ code: 'UNSUPPORTED', message: (error as Error).message, detail: null }],
+    });
+  }
+  request.log.error({ err: error }, 'request failed');
+  return reply.code(500).type('application/json').send({
+    errors: [{ code: 'UNKNOWN', message: `internal error; see the server log for request ${request.id}`, detail: null }],
+  });
+}

@@ -1,0 +1,49 @@
+import client from 'prom-client';
+
+/** Prometheus metrics of one server. Gauges that need the database are computed at scrape time. */
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly requests = new client.Counter({
+    name: 'stowage_http_requests_total',
+    help: 'HTTP requests by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new client.Histogram({
+    name: 'stowage_http_request_duration_seconds',
+    help: 'HTTP request latency by method and route',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly bytesIn = new client.Counter({
+    name: 'stowage_http_received_bytes_total',
+    help: 'Bytes received on HTTP connections (headers included)',
+    registers: [this.registry],
+  });
+  readonly bytesOut = new client.Counter({
+    name: 'stowage_http_sent_bytes_total',
+    help: 'Bytes sent on HTTP connections (headers included)',
+    registers: [this.registry],
+  });
+
+  constructor(gauges: { uploadsInProgress: () => Promise<number>; storageUsedBytes: () => Promise<number> }) {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'stowage_' });
+    new client.Gauge({
+      name: 'stowage_uploads_in_progress',
+      help: 'Open blob upload sessions',
+      registers: [this.registry],
+      async collect() {
+        this.set(await gauges.uploadsInProgress());
+      },
+    });
+    new client.Gauge({
+      name: 'stowage_storage_used_bytes',
+      help: 'Bytes of committed blobs',
+      registers: [this.registry],
+      async collect() {
+        this.set(await gauges.storageUsedBytes());
+      },
+    });
+  }
+}

@@ -1,0 +1,64 @@
+import type { FastifyRequest } from 'fastify';
+import { RegistryError } from '../../registry/errors.js';
+import { maxManifestBytes } from '../../registry/manifest-parser.js';
+import { parseReference } from '../../registry/manifests.js';
+import type { ManifestRecord } from '../../metadata/metadata-store.js';
+import { contentLength, type OciContext } from './context.js';
+
+export async function headManifest({ reply, registry, name, param }: OciContext) {
+  const manifest = await registry.manifests.get(name, parseReference(param));
+  return reply.headers(manifestHeaders(manifest)).send();
+}
+
+export async function getManifest({ reply, registry, name, param }: OciContext) {
+  const manifest = await registry.manifests.get(name, parseReference(param));
+  return reply.headers(manifestHeaders(manifest)).send(manifest.content);
+}
+
+export async function putManifest({ request, reply, registry, name, param }: OciContext) {
+  const reference = parseReference(param);
+  const content = await readManifestBody(request);
+  const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  const manifest = await registry.manifests.put(name, reference, content, contentType);
+  reply.code(201).headers({
+    location: `/v2/${name}/manifests/${manifest.digest}`,
+    'docker-content-digest': manifest.digest,
+    'content-length': 0,
+  });
+  if (manifest.subject) reply.header('oci-subject', manifest.subject);
+  return reply.send();
+}
+
+export async function deleteManifest({ reply, registry, name, param }: OciContext) {
+  await registry.manifests.delete(name, parseReference(param));
+  return reply.code(202).header('content-length', 0).send();
+}
+
+function manifestHeaders(manifest: ManifestRecord): Record<string, string | number> {
+  return {
+    'content-type': manifest.mediaType,
+    'content-length': manifest.size,
+    'docker-content-digest': manifest.digest,
+    etag: `"${manifest.digest}"`,
+  };
+}
+
+/** Reads the (small, bounded) manifest body; bigger than the limit is a 413 without reading on. */
+async function readManifestBody(request: FastifyRequest): Promise<Buffer> {
+  const tooLarge = () =>
+    new RegistryError('MANIFEST_TOO_LARGE', `manifests are limited to ${maxManifestBytes} bytes`, { limit: maxManifestBytes });
+  const declared = contentLength(request);
+  if (declared !== undefined && declared > maxManifestBytes) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request.raw as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxManifestBytes) {
+      request.raw.destroy();
+      throw tooLarge();
+    }
+    chunks.push(chunk);
+  }
+  if (size === 0) throw new RegistryError('MANIFEST_INVALID', 'the request has no manifest in its body');
+  return Buffer.concat(chunks, size);
+}

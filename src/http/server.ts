@@ -1,0 +1,93 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { randomUUID } from 'node:crypto';
+import type { Registry } from '../registry/registry.js';
+import { sendError } from './errors.js';
+import type { Metrics } from './metrics.js';
+import { ociRoutes } from './oci/routes.js';
+
+export interface HttpServerOptions {
+  registry: Registry;
+  metrics: Metrics;
+  logger: Logger;
+  logRequests: boolean;
+  /** Resolves when storage and metadata answer; rejects with the reason otherwise. */
+  ready: () => Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    startedAt: bigint;
+  }
+}
+
+/** Socket byte counts already attributed to earlier requests of the same connection. */
+const counted = new WeakMap<Socket, { read: number; written: number }>();
+
+/** Bytes a socket moved since the last request on it finished. */
+function socketDelta(socket: Socket): { bytesIn: number; bytesOut: number } {
+  const before = counted.get(socket) ?? { read: 0, written: 0 };
+  const now = { read: socket.bytesRead, written: socket.bytesWritten };
+  counted.set(socket, now);
+  return { bytesIn: now.read - before.read, bytesOut: now.written - before.written };
+}
+
+export function createHttpServer(options: HttpServerOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    // Uploads can be slow and large: no request timeout, but idle connections do time out.
+    requestTimeout: 0,
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1000 },
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    request.startedAt = process.hrtime.bigint();
+    reply.header('x-request-id', request.id);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const seconds = Number(process.hrtime.bigint() - request.startedAt) / 1e9;
+    const route = request.routeLabel ?? request.routeOptions.url ?? 'unknown';
+    const { bytesIn, bytesOut } = socketDelta(request.raw.socket);
+    options.metrics.requests.inc({ method: request.method, route, status: reply.statusCode });
+    options.metrics.duration.observe({ method: request.method, route }, seconds);
+    options.metrics.bytesIn.inc(bytesIn);
+    options.metrics.bytesOut.inc(bytesOut);
+    if (options.logRequests) {
+      request.log.info(
+        { method: request.method, path: request.url.split('?')[0], route, status: reply.statusCode, bytesIn, bytesOut, ms: Math.round(seconds * 1e5) / 100 },
+        'request',
+      );
+    }
+  });
+
+  app.setErrorHandler((error, request, reply) => sendError(request, reply, error));
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).type('application/json').send({ errors: [{ code: 'NOT_FOUND', message: `no route for ${request.method} ${request.url.split('?')[0]}`, detail: null }] }),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    try {
+      await options.ready();
+      return { status: 'ready' };
+    } catch (error) {
+      return reply.code(503).send({ status: 'unavailable', reason: (error as Error).message });
+    }
+  });
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
+  );
+
+  app.register(ociRoutes, { registry: options.registry });
+  return app;
+}

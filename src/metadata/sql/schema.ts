@@ -1,0 +1,100 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** The SQL dialects the metadata store runs on. Migrations pick column types by it. */
+export type SqlDialect = 'sqlite' | 'postgres';
+
+/**
+ * A row id. SQLite returns numbers; PostgreSQL `bigint` comes back as a string from `pg` unless
+ * an int8 type parser is installed. The store treats ids as opaque values: it only passes them
+ * back into queries and compares them with `sameId`.
+ */
+export type Id = number | string;
+
+/**
+ * A 64-bit integer (sizes, timestamps in milliseconds since the epoch). Written as a number; read
+ * as whatever the driver returns, so readers must convert with `Number()` (exact up to 2^53).
+ */
+export type Int64 = ColumnType<number | string, number, number>;
+
+export interface RepositoryTable {
+  id: Generated<Id>;
+  /** Byte-wise ordered: BINARY collation in SQLite, COLLATE "C" in PostgreSQL. */
+  name: string;
+  created_at: Int64;
+}
+
+export interface BlobTable {
+  digest: string;
+  size: Int64;
+  created_at: Int64;
+}
+
+export interface RepositoryBlobTable {
+  repository_id: Id;
+  digest: string;
+  created_at: Int64;
+}
+
+export interface ManifestTable {
+  id: Generated<Id>;
+  repository_id: Id;
+  digest: string;
+  media_type: string;
+  artifact_type: string | null;
+  subject_digest: string | null;
+  /** JSON text of a string map, or null. */
+  annotations: string | null;
+  size: Int64;
+  /** The exact pushed bytes (`blob` in SQLite, `bytea` in PostgreSQL). */
+  content: Buffer;
+  created_at: Int64;
+}
+
+export interface ManifestBlobTable {
+  manifest_id: Id;
+  digest: string;
+}
+
+export interface ManifestChildTable {
+  manifest_id: Id;
+  child_digest: string;
+}
+
+export interface TagTable {
+  repository_id: Id;
+  /** Byte-wise ordered, like repositories.name. */
+  name: string;
+  manifest_id: Id;
+  /** When the tag last moved (or was created). */
+  updated_at: Int64;
+}
+
+export interface TagHistoryTable {
+  id: Generated<Id>;
+  repository_id: Id;
+  tag: string;
+  previous_digest: string | null;
+  digest: string | null;
+  at: Int64;
+}
+
+export interface UploadTable {
+  id: string;
+  /** Repository name (the repository row may not exist until the first blob is linked). */
+  repository: string;
+  size: Int64;
+  started_at: Int64;
+  updated_at: Int64;
+}
+
+export interface Database {
+  repositories: RepositoryTable;
+  blobs: BlobTable;
+  repository_blobs: RepositoryBlobTable;
+  manifests: ManifestTable;
+  manifest_blobs: ManifestBlobTable;
+  manifest_children: ManifestChildTable;
+  tags: TagTable;
+  tag_history: TagHistoryTable;
+  uploads: UploadTable;
+}

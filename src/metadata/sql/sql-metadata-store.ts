@@ -1,0 +1,646 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import {
+  BlobInUseError,
+  ManifestInUseError,
+  MissingReferenceError,
+  UploadSessionNotFoundError,
+  type BlobQueries,
+  type BlobRecord,
+  type ManifestQueries,
+  type ManifestRecord,
+  type MetadataStore,
+  type NewManifest,
+  type PageRequest,
+  type ReferrerRecord,
+  type RepositoryQueries,
+  type TagHistoryEntry,
+  type TagQueries,
+  type TagRecord,
+  type UploadQueries,
+  type UploadRecord,
+} from '../metadata-store.js';
+import type { Database, Id, UploadTable } from './schema.js';
+
+export interface SqlMetadataStoreOptions {
+  /** Clock in milliseconds since the epoch (tests inject one). */
+  now?: () => number;
+}
+
+/** Rows per multi-row INSERT and values per IN list: far below SQLite's and PostgreSQL's limits. */
+const CHUNK = 500;
+
+type Db = Kysely<Database>;
+
+/**
+ * MetadataStore over Kysely. The queries are dialect-neutral (SQLite and PostgreSQL): upserts use
+ * ON CONFLICT, RETURNING is supported by both, byte-wise name order comes from the column
+ * collation set by the migrations, and 64-bit values are read through `Number()`.
+ *
+ * Concurrency: every transaction that checks facts of a repository before changing them starts
+ * by writing the repository row (`ensureRepository` / `lockRepository`). In PostgreSQL that row
+ * lock serialises writers of one repository, so a check (blob linked, child present, tag's
+ * previous digest) cannot be invalidated before commit; in SQLite it takes the write lock at the
+ * start of the transaction, so a second process waits (busy_timeout) instead of failing on a
+ * read-to-write lock upgrade.
+ */
+export class SqlMetadataStore implements MetadataStore {
+  readonly repositories: RepositoryQueries;
+  readonly blobs: BlobQueries;
+  readonly manifests: ManifestQueries;
+  readonly tags: TagQueries;
+  readonly uploads: UploadQueries;
+
+  constructor(
+    private readonly db: Db,
+    options: SqlMetadataStoreOptions = {},
+  ) {
+    const now = options.now ?? Date.now;
+    this.repositories = new SqlRepositories(db);
+    this.blobs = new SqlBlobs(db, now);
+    this.manifests = new SqlManifests(db, now);
+    this.tags = new SqlTags(db, now);
+    this.uploads = new SqlUploads(db, now);
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+class SqlRepositories implements RepositoryQueries {
+  constructor(private readonly db: Db) {}
+
+  /** Repositories with at least one manifest or linked blob, by name in byte order. */
+  async list(page: PageRequest): Promise<string[]> {
+    if (page.limit <= 0) return [];
+    let query = this.db
+      .selectFrom('repositories as r')
+      .select('r.name')
+      .where((eb) =>
+        eb.or([
+          eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
+          eb.exists(
+            eb
+              .selectFrom('repository_blobs as rb')
+              .select('rb.digest')
+              .whereRef('rb.repository_id', '=', 'r.id'),
+          ),
+        ]),
+      );
+    if (page.last !== undefined) query = query.where('r.name', '>', page.last);
+    const rows = await query.orderBy('r.name').limit(page.limit).execute();
+    return rows.map((row) => row.name);
+  }
+
+  /** Whether the repository has content (a manifest or a linked blob), as `list` counts it. */
+  async exists(name: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('repositories as r')
+      .select('r.id')
+      .where('r.name', '=', name)
+      .where((eb) =>
+        eb.or([
+          eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
+          eb.exists(
+            eb
+              .selectFrom('repository_blobs as rb')
+              .select('rb.digest')
+              .whereRef('rb.repository_id', '=', 'r.id'),
+          ),
+        ]),
+      )
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+}
+
+class SqlBlobs implements BlobQueries {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {}
+
+  async get(digest: string): Promise<BlobRecord | null> {
+    const row = await this.db
+      .selectFrom('blobs')
+      .select(['digest', 'size'])
+      .where('digest', '=', digest)
+      .executeTakeFirst();
+    return row ? { digest: row.digest, size: Number(row.size) } : null;
+  }
+
+  /** Hot path (blob HEAD/GET): one query. */
+  async getInRepository(repository: string, digest: string): Promise<BlobRecord | null> {
+    const row = await this.db
+      .selectFrom('repository_blobs as rb')
+      .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
+      .innerJoin('blobs as b', 'b.digest', 'rb.digest')
+      .select(['b.digest', 'b.size'])
+      .where('r.name', '=', repository)
+      .where('rb.digest', '=', digest)
+      .executeTakeFirst();
+    return row ? { digest: row.digest, size: Number(row.size) } : null;
+  }
+
+  async link(repository: string, blob: BlobRecord): Promise<void> {
+    await this.db.transaction().execute((trx) => linkBlob(trx, repository, blob, this.now()));
+  }
+
+  async unlink(repository: string, digest: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const repositoryId = await lockRepository(trx, repository);
+      if (repositoryId === undefined) return false;
+      const user = await trx
+        .selectFrom('manifest_blobs as mb')
+        .innerJoin('manifests as m', 'm.id', 'mb.manifest_id')
+        .select('m.digest')
+        .where('m.repository_id', '=', repositoryId)
+        .where('mb.digest', '=', digest)
+        .orderBy('m.digest')
+        .limit(1)
+        .executeTakeFirst();
+      if (user) throw new BlobInUseError(digest, user.digest);
+      const result = await trx
+        .deleteFrom('repository_blobs')
+        .where('repository_id', '=', repositoryId)
+        .where('digest', '=', digest)
+        .executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    });
+  }
+
+  async totalSize(): Promise<number> {
+    const row = await this.db
+      .selectFrom('blobs')
+      .select(sql<number | string>`coalesce(sum(size), 0)`.as('total'))
+      .executeTakeFirstOrThrow();
+    return Number(row.total);
+  }
+}
+
+const manifestColumns = [
+  'm.digest',
+  'm.media_type',
+  'm.size',
+  'm.content',
+  'm.artifact_type',
+  'm.subject_digest',
+  'm.annotations',
+] as const;
+
+type ManifestRow = Pick<
+  Selectable<Database['manifests']>,
+  'digest' | 'media_type' | 'size' | 'content' | 'artifact_type' | 'subject_digest' | 'annotations'
+>;
+
+class SqlManifests implements ManifestQueries {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {}
+
+  async get(repository: string, digest: string): Promise<ManifestRecord | null> {
+    const row = await this.db
+      .selectFrom('manifests as m')
+      .innerJoin('repositories as r', 'r.id', 'm.repository_id')
+      .select(manifestColumns)
+      .where('r.name', '=', repository)
+      .where('m.digest', '=', digest)
+      .executeTakeFirst();
+    return row ? toManifestRecord(row) : null;
+  }
+
+  /** Hot path (manifest GET by tag): one query. */
+  async getByTag(repository: string, tag: string): Promise<ManifestRecord | null> {
+    const row = await this.db
+      .selectFrom('tags as t')
+      .innerJoin('repositories as r', 'r.id', 't.repository_id')
+      .innerJoin('manifests as m', 'm.id', 't.manifest_id')
+      .select(manifestColumns)
+      .where('r.name', '=', repository)
+      .where('t.name', '=', tag)
+      .executeTakeFirst();
+    return row ? toManifestRecord(row) : null;
+  }
+
+  async put(repository: string, manifest: NewManifest, tag?: string): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const at = this.now();
+      const repositoryId = await ensureRepository(trx, repository, at);
+      let manifestId = await findManifestId(trx, repositoryId, manifest.digest);
+      if (manifestId === undefined) {
+        // A stored manifest's references were checked when it was stored and are held since
+        // (unlink and delete refuse while it uses them), so only a new one is checked.
+        const blobs = unique(manifest.blobs);
+        const children = unique(manifest.children);
+        const missingBlob = await firstMissing(blobs, async (chunk) => {
+          const rows = await trx
+            .selectFrom('repository_blobs')
+            .select('digest')
+            .where('repository_id', '=', repositoryId)
+            .where('digest', 'in', chunk)
+            .execute();
+          return rows.map((row) => row.digest);
+        });
+        if (missingBlob !== undefined) throw new MissingReferenceError('blob', missingBlob);
+        const missingChild = await firstMissing(children, async (chunk) => {
+          const rows = await trx
+            .selectFrom('manifests')
+            .select('digest')
+            .where('repository_id', '=', repositoryId)
+            .where('digest', 'in', chunk)
+            .execute();
+          return rows.map((row) => row.digest);
+        });
+        if (missingChild !== undefined) throw new MissingReferenceError('manifest', missingChild);
+
+        const inserted = await trx
+          .insertInto('manifests')
+          .values({
+            repository_id: repositoryId,
+            digest: manifest.digest,
+            media_type: manifest.mediaType,
+            artifact_type: manifest.artifactType,
+            subject_digest: manifest.subject,
+            annotations: manifest.annotations === null ? null : JSON.stringify(manifest.annotations),
+            size: manifest.size,
+            content: manifest.content,
+            created_at: at,
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        const id = inserted.id;
+        manifestId = id;
+        for (const chunk of chunks(blobs)) {
+          await trx
+            .insertInto('manifest_blobs')
+            .values(chunk.map((digest) => ({ manifest_id: id, digest })))
+            .execute();
+        }
+        for (const chunk of chunks(children)) {
+          await trx
+            .insertInto('manifest_children')
+            .values(chunk.map((child_digest) => ({ manifest_id: id, child_digest })))
+            .execute();
+        }
+      }
+      if (tag !== undefined) {
+        await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at);
+      }
+    });
+  }
+
+  async delete(repository: string, digest: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const repositoryId = await lockRepository(trx, repository);
+      if (repositoryId === undefined) return false;
+      const manifestId = await findManifestId(trx, repositoryId, digest);
+      if (manifestId === undefined) return false;
+      const index = await trx
+        .selectFrom('manifest_children as c')
+        .innerJoin('manifests as m', 'm.id', 'c.manifest_id')
+        .select('m.digest')
+        .where('m.repository_id', '=', repositoryId)
+        .where('c.child_digest', '=', digest)
+        .where('m.id', '<>', manifestId)
+        .orderBy('m.digest')
+        .limit(1)
+        .executeTakeFirst();
+      if (index) throw new ManifestInUseError(digest, index.digest);
+
+      const at = this.now();
+      const tags = await trx
+        .selectFrom('tags')
+        .select('name')
+        .where('manifest_id', '=', manifestId)
+        .orderBy('name')
+        .execute();
+      for (const chunk of chunks(tags)) {
+        await trx
+          .insertInto('tag_history')
+          .values(
+            chunk.map((t) => ({
+              repository_id: repositoryId,
+              tag: t.name,
+              previous_digest: digest,
+              digest: null,
+              at,
+            })),
+          )
+          .execute();
+      }
+      await trx.deleteFrom('tags').where('manifest_id', '=', manifestId).execute();
+      // manifest_blobs and manifest_children go with it (ON DELETE CASCADE).
+      await trx.deleteFrom('manifests').where('id', '=', manifestId).execute();
+      return true;
+    });
+  }
+
+  async referrers(repository: string, digest: string, artifactType?: string): Promise<ReferrerRecord[]> {
+    let query = this.db
+      .selectFrom('manifests as m')
+      .innerJoin('repositories as r', 'r.id', 'm.repository_id')
+      .select(['m.digest', 'm.media_type', 'm.size', 'm.artifact_type', 'm.annotations'])
+      .where('r.name', '=', repository)
+      .where('m.subject_digest', '=', digest);
+    if (artifactType !== undefined) query = query.where('m.artifact_type', '=', artifactType);
+    const rows = await query.orderBy('m.digest').execute();
+    return rows.map((row) => ({
+      digest: row.digest,
+      mediaType: row.media_type,
+      size: Number(row.size),
+      artifactType: row.artifact_type,
+      annotations: parseAnnotations(row.annotations),
+    }));
+  }
+}
+
+class SqlTags implements TagQueries {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {}
+
+  async list(repository: string, page: PageRequest): Promise<string[]> {
+    if (page.limit <= 0) return [];
+    let query = this.db
+      .selectFrom('tags as t')
+      .innerJoin('repositories as r', 'r.id', 't.repository_id')
+      .select('t.name')
+      .where('r.name', '=', repository);
+    if (page.last !== undefined) query = query.where('t.name', '>', page.last);
+    const rows = await query.orderBy('t.name').limit(page.limit).execute();
+    return rows.map((row) => row.name);
+  }
+
+  async get(repository: string, tag: string): Promise<TagRecord | null> {
+    const row = await this.db
+      .selectFrom('tags as t')
+      .innerJoin('repositories as r', 'r.id', 't.repository_id')
+      .innerJoin('manifests as m', 'm.id', 't.manifest_id')
+      .select(['t.name', 'm.digest', 't.updated_at'])
+      .where('r.name', '=', repository)
+      .where('t.name', '=', tag)
+      .executeTakeFirst();
+    return row ? { name: row.name, digest: row.digest, updatedAt: new Date(Number(row.updated_at)) } : null;
+  }
+
+  async delete(repository: string, tag: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const repositoryId = await lockRepository(trx, repository);
+      if (repositoryId === undefined) return false;
+      const current = await currentTag(trx, repositoryId, tag);
+      if (!current) return false;
+      await trx
+        .deleteFrom('tags')
+        .where('repository_id', '=', repositoryId)
+        .where('name', '=', tag)
+        .execute();
+      await trx
+        .insertInto('tag_history')
+        .values({
+          repository_id: repositoryId,
+          tag,
+          previous_digest: current.digest,
+          digest: null,
+          at: this.now(),
+        })
+        .execute();
+      return true;
+    });
+  }
+
+  async history(repository: string, tag: string): Promise<TagHistoryEntry[]> {
+    const rows = await this.db
+      .selectFrom('tag_history as h')
+      .innerJoin('repositories as r', 'r.id', 'h.repository_id')
+      .select(['h.tag', 'h.previous_digest', 'h.digest', 'h.at'])
+      .where('r.name', '=', repository)
+      .where('h.tag', '=', tag)
+      .orderBy('h.at', 'desc')
+      .orderBy('h.id', 'desc')
+      .execute();
+    return rows.map((row) => ({
+      tag: row.tag,
+      previousDigest: row.previous_digest,
+      digest: row.digest,
+      at: new Date(Number(row.at)),
+    }));
+  }
+}
+
+class SqlUploads implements UploadQueries {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number,
+  ) {}
+
+  async create(upload: { id: string; repository: string }): Promise<UploadRecord> {
+    const at = this.now();
+    const row = { id: upload.id, repository: upload.repository, size: 0, started_at: at, updated_at: at };
+    await this.db.insertInto('uploads').values(row).execute();
+    return toUploadRecord(row);
+  }
+
+  async get(id: string): Promise<UploadRecord | null> {
+    const row = await this.db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? toUploadRecord(row) : null;
+  }
+
+  /** Throws UploadSessionNotFoundError when the session is gone (e.g. expired meanwhile). */
+  async setSize(id: string, size: number): Promise<void> {
+    const result = await this.db
+      .updateTable('uploads')
+      .set({ size, updated_at: this.now() })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 0n) throw new UploadSessionNotFoundError(id);
+  }
+
+  async complete(id: string, blob: BlobRecord): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const upload = await trx
+        .deleteFrom('uploads')
+        .where('id', '=', id)
+        .returning('repository')
+        .executeTakeFirst();
+      if (!upload) throw new UploadSessionNotFoundError(id);
+      await linkBlob(trx, upload.repository, blob, this.now());
+    });
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const result = await this.db.deleteFrom('uploads').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  async listStale(before: Date, limit: number): Promise<UploadRecord[]> {
+    if (limit <= 0) return [];
+    const rows = await this.db
+      .selectFrom('uploads')
+      .selectAll()
+      .where('updated_at', '<', before.getTime())
+      .orderBy('updated_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map(toUploadRecord);
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db
+      .selectFrom('uploads')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+}
+
+/** Creates the repository row if needed and write-locks it; resolves to its id. */
+async function ensureRepository(trx: Db, name: string, at: number): Promise<Id> {
+  const row = await trx
+    .insertInto('repositories')
+    .values({ name, created_at: at })
+    .onConflict((oc) => oc.column('name').doUpdateSet({ name: (eb) => eb.ref('excluded.name') }))
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/** Write-locks an existing repository row (a no-op update); undefined when there is none. */
+async function lockRepository(trx: Db, name: string): Promise<Id | undefined> {
+  const row = await trx
+    .updateTable('repositories')
+    .set((eb) => ({ name: eb.ref('name') }))
+    .where('name', '=', name)
+    .returning('id')
+    .executeTakeFirst();
+  return row?.id;
+}
+
+async function linkBlob(trx: Db, repository: string, blob: BlobRecord, at: number): Promise<void> {
+  const repositoryId = await ensureRepository(trx, repository, at);
+  await trx
+    .insertInto('blobs')
+    .values({ digest: blob.digest, size: blob.size, created_at: at })
+    .onConflict((oc) => oc.column('digest').doNothing())
+    .execute();
+  await trx
+    .insertInto('repository_blobs')
+    .values({ repository_id: repositoryId, digest: blob.digest, created_at: at })
+    .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
+    .execute();
+}
+
+async function findManifestId(trx: Db, repositoryId: Id, digest: string): Promise<Id | undefined> {
+  const row = await trx
+    .selectFrom('manifests')
+    .select('id')
+    .where('repository_id', '=', repositoryId)
+    .where('digest', '=', digest)
+    .executeTakeFirst();
+  return row?.id;
+}
+
+async function currentTag(
+  trx: Db,
+  repositoryId: Id,
+  tag: string,
+): Promise<{ manifestId: Id; digest: string } | undefined> {
+  const row = await trx
+    .selectFrom('tags as t')
+    .innerJoin('manifests as m', 'm.id', 't.manifest_id')
+    .select(['t.manifest_id', 'm.digest'])
+    .where('t.repository_id', '=', repositoryId)
+    .where('t.name', '=', tag)
+    .executeTakeFirst();
+  return row ? { manifestId: row.manifest_id, digest: row.digest } : undefined;
+}
+
+/** Points a tag at a manifest; records the move in the history only when the tag moved. */
+async function pointTag(
+  trx: Db,
+  repositoryId: Id,
+  tag: string,
+  manifestId: Id,
+  digest: string,
+  at: number,
+): Promise<void> {
+  const current = await currentTag(trx, repositoryId, tag);
+  if (current && sameId(current.manifestId, manifestId)) return;
+  await trx
+    .insertInto('tags')
+    .values({ repository_id: repositoryId, name: tag, manifest_id: manifestId, updated_at: at })
+    .onConflict((oc) =>
+      oc.columns(['repository_id', 'name']).doUpdateSet({
+        manifest_id: (eb) => eb.ref('excluded.manifest_id'),
+        updated_at: (eb) => eb.ref('excluded.updated_at'),
+      }),
+    )
+    .execute();
+  await trx
+    .insertInto('tag_history')
+    .values({
+      repository_id: repositoryId,
+      tag,
+      previous_digest: current?.digest ?? null,
+      digest,
+      at,
+    })
+    .execute();
+}
+
+function sameId(a: Id, b: Id): boolean {
+  return String(a) === String(b);
+}
+
+function toManifestRecord(row: ManifestRow): ManifestRecord {
+  return {
+    digest: row.digest,
+    mediaType: row.media_type,
+    size: Number(row.size),
+    content: Buffer.isBuffer(row.content) ? row.content : Buffer.from(row.content),
+    artifactType: row.artifact_type,
+    subject: row.subject_digest,
+    annotations: parseAnnotations(row.annotations),
+  };
+}
+
+function parseAnnotations(text: string | null): Record<string, string> | null {
+  return text === null ? null : (JSON.parse(text) as Record<string, string>);
+}
+
+function toUploadRecord(row: Selectable<UploadTable>): UploadRecord {
+  return {
+    id: row.id,
+    repository: row.repository,
+    size: Number(row.size),
+    startedAt: new Date(Number(row.started_at)),
+    updatedAt: new Date(Number(row.updated_at)),
+  };
+}
+
+/** The first of `wanted` (in order) that `present` does not return. */
+async function firstMissing(
+  wanted: string[],
+  present: (chunk: string[]) => Promise<string[]>,
+): Promise<string | undefined> {
+  for (const chunk of chunks(wanted)) {
+    const found = new Set(await present(chunk));
+    const missing = chunk.find((digest) => !found.has(digest));
+    if (missing !== undefined) return missing;
+  }
+  return undefined;
+}
+
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+function* chunks<T>(values: T[], size = CHUNK): Generator<T[]> {
+  for (let i = 0; i < values.length; i += size) yield values.slice(i, i + size);
+}

@@ -1,0 +1,74 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { migrateMetadataToLatest } from './migrations.js';
+import type { Database } from './schema.js';
+import { SqlMetadataStore, type SqlMetadataStoreOptions } from './sql-metadata-store.js';
+
+/** Prepared statements kept per connection (the store issues a few dozen distinct ones). */
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Opens (creating if needed) a SQLite metadata database and brings its schema up to date.
+ * Throws MetadataSchemaTooNewError when the file was migrated by a newer Stowage.
+ */
+export async function openSqliteMetadataStore(
+  file: string,
+  options: SqlMetadataStoreOptions = {},
+): Promise<SqlMetadataStore> {
+  const inMemory = file === ':memory:' || file === '';
+  if (!inMemory) mkdirSync(dirname(file), { recursive: true });
+  const sqlite = new BetterSqlite3(file);
+  let db: Kysely<Database> | undefined;
+  try {
+    const mode = sqlite.pragma('journal_mode = WAL', { simple: true });
+    if (!inMemory && mode !== 'wal') {
+      throw new Error(`cannot put SQLite database ${file} in WAL mode (journal_mode is ${String(mode)})`);
+    }
+    // In WAL mode, synchronous=NORMAL never corrupts the database and loses nothing when the
+    // process crashes: a commit is in the WAL (the OS page cache) once it returns. Only a power
+    // loss or OS crash can roll back the last transactions, which we accept for speed (FULL
+    // would fsync the WAL on every commit).
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+
+    db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: withStatementCache(sqlite, STATEMENT_CACHE_SIZE) }),
+    });
+    await migrateMetadataToLatest(db, 'sqlite');
+    return new SqlMetadataStore(db, options);
+  } catch (error) {
+    if (db) await db.destroy();
+    else sqlite.close();
+    throw error;
+  }
+}
+
+/**
+ * Kysely's SQLite driver prepares every query anew; this keeps the most recently used prepared
+ * statements by SQL text (the queries are parameterised, so the text repeats). Safe because the
+ * driver runs one query at a time on its single connection.
+ */
+function withStatementCache(sqlite: BetterSqlite3.Database, size: number): SqliteDatabase {
+  const cache = new Map<string, SqliteStatement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(text: string): SqliteStatement {
+      const cached = cache.get(text);
+      if (cached) {
+        cache.delete(text);
+        cache.set(text, cached);
+        return cached;
+      }
+      const statement = sqlite.prepare(text);
+      cache.set(text, statement);
+      if (cache.size > size) {
+        const oldest = cache.keys().next();
+        if (!oldest.done) cache.delete(oldest.value);
+      }
+      return statement;
+    },
+  };
+}

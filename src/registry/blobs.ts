@@ -1,0 +1,66 @@
+import type { Readable } from 'node:stream';
+import { requireDigest } from './digest.js';
+import { RegistryError } from './errors.js';
+import type { BlobStore, ByteRange } from '../storage/blob-store.js';
+import { BlobNotFoundError } from '../storage/blob-store.js';
+import { BlobInUseError, type BlobRecord, type MetadataStore } from '../metadata/metadata-store.js';
+
+/** Blobs as seen through a repository: a blob is visible only where it was pushed or mounted. */
+export class BlobService {
+  constructor(
+    private readonly blobStore: BlobStore,
+    private readonly metadata: MetadataStore,
+  ) {}
+
+  /** Answers HEAD from metadata alone. */
+  async stat(repository: string, digestParam: string): Promise<BlobRecord> {
+    const digest = canonical(digestParam);
+    const blob = await this.metadata.blobs.getInRepository(repository, digest);
+    if (!blob) throw blobUnknown(digest);
+    return blob;
+  }
+
+  async open(repository: string, digestParam: string, range?: ByteRange): Promise<{ blob: BlobRecord; stream: Readable }> {
+    const blob = await this.stat(repository, digestParam);
+    try {
+      return { blob, stream: await this.blobStore.open(blob.digest, range) };
+    } catch (error) {
+      if (error instanceof BlobNotFoundError) throw blobUnknown(blob.digest);
+      throw error;
+    }
+  }
+
+  /** Unlinks a blob from a repository (its bytes go when nothing references them any more). */
+  async delete(repository: string, digestParam: string): Promise<void> {
+    const digest = canonical(digestParam);
+    try {
+      if (!(await this.metadata.blobs.unlink(repository, digest))) throw blobUnknown(digest);
+    } catch (error) {
+      if (error instanceof BlobInUseError) {
+        throw new RegistryError('DENIED', `blob is referenced by manifest ${error.manifest} in this repository; delete the manifest first`, { digest, manifest: error.manifest }, undefined, 409);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Cross-repository mount: links a blob that `from` holds (or, without `from`, that the
+   * registry holds anywhere) into `repository`. Resolves to null when it cannot be mounted.
+   */
+  async mount(repository: string, digestParam: string, from: string | undefined): Promise<BlobRecord | null> {
+    const digest = canonical(digestParam);
+    const blob = from === undefined ? await this.metadata.blobs.get(digest) : await this.metadata.blobs.getInRepository(from, digest);
+    if (!blob || !(await this.blobStore.stat(digest))) return null;
+    await this.metadata.blobs.link(repository, blob);
+    return blob;
+  }
+}
+
+function canonical(digest: string): string {
+  const parsed = requireDigest(digest);
+  return `${parsed.algorithm}:${parsed.hex}`;
+}
+
+function blobUnknown(digest: string): RegistryError {
+  return new RegistryError('BLOB_UNKNOWN', 'blob unknown to this repository', { digest });
+}

@@ -1,0 +1,224 @@
+import { randomUUID, type Hash } from 'node:crypto';
+import { pipeline as pipe, Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createDigester, requireDigest, type ParsedDigest } from './digest.js';
+import { RegistryError } from './errors.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { InvalidOffsetError, UploadNotFoundError } from '../storage/blob-store.js';
+import type { MetadataStore, UploadRecord } from '../metadata/metadata-store.js';
+
+const uploadIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A SHA-256 state that matches the first `offset` bytes of an upload. */
+interface HashState {
+  hash: Hash;
+  offset: number;
+}
+
+export interface UploadStatus {
+  id: string;
+  repository: string;
+  size: number;
+}
+
+export interface AppendOptions {
+  /** Start offset declared by Content-Range; must equal the current size. */
+  start?: number;
+  /** Exact number of bytes the client declared (Content-Length or the Content-Range span). */
+  length?: number;
+}
+
+/**
+ * Blob upload sessions. The metadata holds each session and its acknowledged size (so that a
+ * session survives restarts and can continue on any node); the BlobStore holds its bytes.
+ *
+ * The digest is computed while the bytes stream in. The hash state lives in this process only;
+ * when a session continues without it (after a restart, or on another node) the stored bytes
+ * are read back and hashed once at completion.
+ */
+export class UploadService {
+  private readonly hashes = new Map<string, HashState>();
+  private readonly locks = new KeyedMutex();
+
+  constructor(
+    private readonly blobStore: BlobStore,
+    private readonly metadata: MetadataStore,
+  ) {}
+
+  async start(repository: string): Promise<UploadStatus> {
+    const id = randomUUID();
+    await this.blobStore.createUpload(id);
+    await this.metadata.uploads.create({ id, repository });
+    this.hashes.set(id, { hash: createDigester('sha256'), offset: 0 });
+    return { id, repository, size: 0 };
+  }
+
+  async status(repository: string, id: string): Promise<UploadStatus> {
+    const upload = await this.find(repository, id);
+    return { id, repository, size: upload.size };
+  }
+
+  /** Appends a chunk (PATCH) and returns the new status. */
+  async append(repository: string, id: string, body: Readable, options: AppendOptions = {}): Promise<UploadStatus> {
+    return this.locks.run(id, async () => {
+      const upload = await this.find(repository, id);
+      const size = await this.appendLocked(upload, body, options);
+      return { id, repository, size };
+    });
+  }
+
+  /** Appends an optional last chunk, verifies the digest and makes the blob visible (PUT). */
+  async complete(
+    repository: string,
+    id: string,
+    digestParam: string | undefined,
+    body: Readable | null,
+    options: AppendOptions = {},
+  ): Promise<{ digest: string; size: number }> {
+    const digest = requireDigest(digestParam);
+    return this.locks.run(id, async () => {
+      const upload = await this.find(repository, id);
+      const size = body ? await this.appendLocked(upload, body, options) : upload.size;
+      await this.verify(id, digest, size);
+      const digestString = `${digest.algorithm}:${digest.hex}`;
+      await this.blobStore.commitUpload(id, digestString, size);
+      await this.metadata.uploads.complete(id, { digest: digestString, size });
+      this.hashes.delete(id);
+      return { digest: digestString, size };
+    });
+  }
+
+  /** A whole blob in one request (POST with ?digest=): never a visible session. */
+  async putMonolithic(repository: string, digestParam: string, body: Readable, length?: number): Promise<{ digest: string; size: number }> {
+    const digest = requireDigest(digestParam);
+    const id = randomUUID();
+    await this.blobStore.createUpload(id);
+    try {
+      const hash = createDigester(digest.algorithm);
+      const size = await this.blobStore.appendUpload(id, hashing(body, hash), 0);
+      if (length !== undefined && size !== length) throw sizeMismatch(length, size);
+      const actual = hash.digest('hex');
+      if (actual !== digest.hex) throw digestMismatch(digest, actual);
+      const digestString = `${digest.algorithm}:${digest.hex}`;
+      await this.blobStore.commitUpload(id, digestString, size);
+      await this.metadata.blobs.link(repository, { digest: digestString, size });
+      return { digest: digestString, size };
+    } finally {
+      await this.blobStore.abortUpload(id).catch(() => undefined);
+    }
+  }
+
+  async cancel(repository: string, id: string): Promise<void> {
+    await this.locks.run(id, async () => {
+      await this.find(repository, id);
+      await this.metadata.uploads.delete(id);
+      await this.blobStore.abortUpload(id);
+      this.hashes.delete(id);
+    });
+  }
+
+  /** Removes sessions idle since before `cutoff` and their data. Returns how many were removed. */
+  async expire(cutoff: Date): Promise<number> {
+    let removed = 0;
+    for (;;) {
+      const stale = await this.metadata.uploads.listStale(cutoff, 100);
+      if (stale.length === 0) break;
+      for (const upload of stale) {
+        await this.locks.run(upload.id, async () => {
+          await this.metadata.uploads.delete(upload.id);
+          await this.blobStore.abortUpload(upload.id);
+          this.hashes.delete(upload.id);
+        });
+        removed++;
+      }
+    }
+    // Staging data with no session: left by a crash between createUpload and the session row,
+    // or by an interrupted monolithic upload.
+    for await (const staged of this.blobStore.listUploads()) {
+      if (staged.modifiedAt < cutoff && !(await this.metadata.uploads.get(staged.id))) {
+        await this.blobStore.abortUpload(staged.id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  private async find(repository: string, id: string): Promise<UploadRecord> {
+    const upload = uploadIdPattern.test(id) ? await this.metadata.uploads.get(id) : null;
+    if (!upload || upload.repository !== repository) {
+      throw new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload session not found: it was completed, cancelled, expired or never started', { session: id.slice(0, 64) });
+    }
+    return upload;
+  }
+
+  private async appendLocked(upload: UploadRecord, body: Readable, options: AppendOptions): Promise<number> {
+    if (options.start !== undefined && options.start !== upload.size) {
+      body.resume();
+      throw new RegistryError('RANGE_INVALID', `chunk starts at ${options.start} but the upload has ${upload.size} bytes; continue at ${upload.size}`, { size: upload.size }, { Range: rangeHeader(upload.size), 'Docker-Upload-UUID': upload.id });
+    }
+    const state = this.hashes.get(upload.id);
+    const hashable = state && state.offset === upload.size ? state : undefined;
+    // The hash state is only trusted again once this append has fully succeeded.
+    this.hashes.delete(upload.id);
+    let size: number;
+    try {
+      size = await this.blobStore.appendUpload(upload.id, hashable ? hashing(body, hashable.hash) : body, upload.size);
+    } catch (error) {
+      if (error instanceof UploadNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload data is gone; start a new upload', { session: upload.id });
+      if (error instanceof InvalidOffsetError) throw new RegistryError('BLOB_UPLOAD_INVALID', 'upload data is shorter than acknowledged; start a new upload', { session: upload.id });
+      throw error;
+    }
+    const received = size - upload.size;
+    if (options.length !== undefined && received !== options.length) {
+      // Leave the acknowledged size as it was: the next append overwrites these bytes.
+      throw sizeMismatch(options.length, received);
+    }
+    await this.metadata.uploads.setSize(upload.id, size);
+    if (hashable) this.hashes.set(upload.id, { hash: hashable.hash, offset: size });
+    return size;
+  }
+
+  private async verify(id: string, digest: ParsedDigest, size: number): Promise<void> {
+    const state = this.hashes.get(id);
+    let actual: string;
+    if (state && state.offset === size && digest.algorithm === 'sha256') {
+      actual = state.hash.copy().digest('hex');
+    } else {
+      const hash = createDigester(digest.algorithm);
+      await pipeline(await this.blobStore.readUpload(id, size), hashing(null, hash), async function* (source) {
+        for await (const _ of source);
+      });
+      actual = hash.digest('hex');
+    }
+    if (actual !== digest.hex) throw digestMismatch(digest, actual);
+  }
+}
+
+/** The Range header of an upload status: the inclusive span of bytes received. */
+export function rangeHeader(size: number): string {
+  return `0-${Math.max(size - 1, 0)}`;
+}
+
+/** Passes a stream through while feeding a hash. With a null source, returns the Transform. */
+function hashing(source: Readable | null, hash: Hash): Transform {
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+  // pipeline (not pipe) so that an aborted request also ends the tap with an error.
+  return source ? pipe(source, tap, () => undefined) : tap;
+}
+
+function digestMismatch(expected: ParsedDigest, actualHex: string): RegistryError {
+  return new RegistryError('DIGEST_INVALID', `the uploaded content has digest ${expected.algorithm}:${actualHex}, not the one given`, {
+    expected: `${expected.algorithm}:${expected.hex}`,
+    actual: `${expected.algorithm}:${actualHex}`,
+  });
+}
+
+function sizeMismatch(declared: number, received: number): RegistryError {
+  return new RegistryError('SIZE_INVALID', `declared ${declared} bytes but received ${received}`, { declared, received });
+}
