@@ -190,6 +190,15 @@ export function ensureTools(...names: ToolName[]): Promise<string[]> {
 // Private client environment
 // ---------------------------------------------------------------------------------------------
 
+export interface StoreRunOptions extends RunOptions {
+  /**
+   * Name of a separate containers-storage store (root, runroot and libpod tmpdir under the run
+   * directory), e.g. "pull", so that pulling back an image does not reuse the layers of the store
+   * that pushed it. Default: the main store of CONTAINERS_STORAGE_CONF.
+   */
+  store?: string;
+}
+
 export interface ClientEnv {
   /** Short run directory, e.g. /tmp/stw-Ab12Cd. */
   dir: string;
@@ -208,8 +217,10 @@ export interface ClientEnv {
   /** Runs any command with the private environment. */
   run(cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
   skopeo(args: readonly string[], options?: RunOptions): Promise<RunResult>;
-  podman(args: readonly string[], options?: RunOptions): Promise<RunResult>;
-  buildah(args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** podman with the vfs driver on a private store (options.store names an extra, separate one). */
+  podman(args: readonly string[], options?: StoreRunOptions): Promise<RunResult>;
+  /** buildah with the vfs driver on a private store (shared with podman's of the same name). */
+  buildah(args: readonly string[], options?: StoreRunOptions): Promise<RunResult>;
   umoci(args: readonly string[], options?: RunOptions): Promise<RunResult>;
   /** Removes the run directory (after stopping anything that uses it). */
   cleanup(): Promise<void>;
@@ -289,7 +300,6 @@ export async function createClientEnv(options: ClientEnvOptions): Promise<Client
       'cgroup_manager = "cgroupfs"',
       'events_logger = "file"',
       `events_logfile_path = ${JSON.stringify(p('libpod', 'events.log'))}`,
-      `tmp_dir = ${JSON.stringify(p('libpod'))}`,
       `image_copy_tmp_dir = ${JSON.stringify(p('tmp'))}`,
       '',
       '[network]',
@@ -319,7 +329,17 @@ export async function createClientEnv(options: ClientEnvOptions): Promise<Client
   env.NO_PROXY = env.no_proxy = '127.0.0.1,localhost';
 
   const hermetic = probeUnshare(dir);
-  const storageFlags = ['--root', p('storage'), '--runroot', p('run'), '--storage-driver', 'vfs'];
+  const storeDirs = (store: string | undefined): { root: string; runroot: string; tmp: string } => {
+    const dirs = store
+      ? { root: p(`s-${store}`), runroot: p(`r-${store}`), tmp: p(`t-${store}`) }
+      : { root: p('storage'), runroot: p('run'), tmp: p('libpod') };
+    for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true, mode: 0o700 });
+    return dirs;
+  };
+  const storageFlags = (store: string | undefined): string[] => {
+    const d = storeDirs(store);
+    return ['--root', d.root, '--runroot', d.runroot, '--storage-driver', 'vfs'];
+  };
 
   const runIn = (cmd: string, args: readonly string[], o: RunOptions = {}): Promise<RunResult> =>
     run(cmd, args, { ...o, env: { ...env, ...o.env } });
@@ -355,8 +375,13 @@ export async function createClientEnv(options: ClientEnvOptions): Promise<Client
     hermetic,
     run: runIn,
     skopeo: (args, o) => runContained('skopeo', ['--policy', p('policy.json'), '--registries.d', p('registries.d'), ...args], o),
-    podman: (args, o) => runContained('podman', [...storageFlags, '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args], o),
-    buildah: (args, o) => runContained('buildah', [...storageFlags, ...args], o),
+    podman: (args, o = {}) =>
+      runContained(
+        'podman',
+        [...storageFlags(o.store), '--tmpdir', storeDirs(o.store).tmp, '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...args],
+        o,
+      ),
+    buildah: (args, o = {}) => runContained('buildah', [...storageFlags(o.store), ...args], o),
     umoci: async (args, o) => runIn(await ensureTool('umoci', TOOLS.umoci), args, o),
     async cleanup() {
       // vfs layers may contain read-only directories; rm -rf copes with them.
@@ -372,10 +397,14 @@ export async function createClientEnv(options: ClientEnvOptions): Promise<Client
 export interface RunningContainerd {
   /** gRPC socket path. */
   address: string;
+  /** Default namespace of `ctr()`. */
   namespace: string;
   pid: number;
-  /** Runs `ctr --address SOCK --namespace NS ARGS…`. */
-  ctr(args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /**
+   * Runs `ctr --address SOCK --namespace NS ARGS…` (NS = options.namespace or the default), with
+   * the `native` snapshotter (CONTAINERD_SNAPSHOTTER).
+   */
+  ctr(args: readonly string[], options?: RunOptions & { namespace?: string }): Promise<RunResult>;
   /** SIGTERM by PID (SIGKILL after 10 s) and waits for the exit. */
   stop(): Promise<void>;
 }
@@ -416,6 +445,11 @@ export async function startContainerd(clientEnv: Pick<ClientEnv, 'env'>, dir: st
       '[metrics]',
       '  address = ""',
       '',
+      // Each namespace gets its own view of the content store, so a pull into a fresh namespace
+      // really downloads every blob instead of borrowing it from another namespace.
+      '[plugins."io.containerd.metadata.v1.bolt"]',
+      '  content_sharing_policy = "isolated"',
+      '',
     ].join('\n'),
   );
   const log: Buffer[] = [];
@@ -428,8 +462,11 @@ export async function startContainerd(clientEnv: Pick<ClientEnv, 'env'>, dir: st
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
   child.once('error', () => undefined);
   const namespace = 'stowage-e2e';
-  const ctrRun = (args: readonly string[], o: RunOptions = {}): Promise<RunResult> =>
-    run(ctr, ['--address', address, '--namespace', namespace, ...args], { ...o, env: { ...clientEnv.env, ...o.env } });
+  const ctrRun = (args: readonly string[], o: RunOptions & { namespace?: string } = {}): Promise<RunResult> =>
+    run(ctr, ['--address', address, '--namespace', o.namespace ?? namespace, ...args], {
+      ...o,
+      env: { ...clientEnv.env, CONTAINERD_SNAPSHOTTER: 'native', ...o.env },
+    });
 
   const deadline = Date.now() + 30_000;
   for (;;) {

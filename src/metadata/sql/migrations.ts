@@ -220,7 +220,8 @@ export async function migrateMetadataToLatest(db: Kysely<any>, dialect: SqlDiale
   const { error, results } = await migrator.migrateToLatest();
   if (error === undefined) return;
   // A newer process may have migrated between the check above and the migrator's own check.
-  const missing = error instanceof Error && /previously executed migration (.+) is missing/.exec(error.message);
+  const missing =
+    error instanceof Error && /previously executed migration (.+) is missing/.exec(error.message);
   if (missing && missing[1] !== undefined) throw new MetadataSchemaTooNewError([missing[1]]);
   const failed = results?.find((r) => r.status === 'Error')?.migrationName;
   const detail = error instanceof Error ? error.message : String(error);
