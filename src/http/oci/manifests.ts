@@ -1,17 +1,18 @@
 import type { FastifyRequest } from 'fastify';
 import { RegistryError } from '../../registry/errors.js';
 import { maxManifestBytes } from '../../registry/manifest-parser.js';
-import { parseReference } from '../../registry/manifests.js';
+import { parseReference, type Reference } from '../../registry/manifests.js';
+import { isTag } from '../../registry/names.js';
 import type { ManifestRecord } from '../../metadata/metadata-store.js';
 import { contentLength, type OciContext } from './context.js';
 
 export async function headManifest({ reply, registry, name, param }: OciContext) {
-  const manifest = await registry.manifests.get(name, parseReference(param));
+  const manifest = await registry.manifests.get(name, existingReference(param));
   return reply.headers(manifestHeaders(manifest)).send();
 }
 
 export async function getManifest({ reply, registry, name, param }: OciContext) {
-  const manifest = await registry.manifests.get(name, parseReference(param));
+  const manifest = await registry.manifests.get(name, existingReference(param));
   return reply.headers(manifestHeaders(manifest)).send(manifest.content);
 }
 
@@ -30,8 +31,20 @@ export async function putManifest({ request, reply, registry, name, param }: Oci
 }
 
 export async function deleteManifest({ reply, registry, name, param }: OciContext) {
-  await registry.manifests.delete(name, parseReference(param));
+  await registry.manifests.delete(name, existingReference(param));
   return reply.code(202).header('content-length', 0).send();
+}
+
+/**
+ * The reference of a manifest to read or delete. A tag that the grammar forbids cannot exist,
+ * so it is unknown (404), as for distribution and the conformance suite; pushing to one is
+ * TAG_INVALID.
+ */
+function existingReference(param: string): Reference {
+  if (!param.includes(':') && !isTag(param)) {
+    throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown: not a valid tag', { tag: param.slice(0, 200) });
+  }
+  return parseReference(param);
 }
 
 function manifestHeaders(manifest: ManifestRecord): Record<string, string | number> {

@@ -20,6 +20,7 @@ import {
   type UploadRecord,
 } from '../metadata-store.js';
 import type { Database, Id, UploadTable } from './schema.js';
+import { precompile } from './precompiled.js';
 
 export interface SqlMetadataStoreOptions {
   /** Clock in milliseconds since the epoch (tests inject one). */
@@ -118,11 +119,48 @@ class SqlRepositories implements RepositoryQueries {
   }
 }
 
+// Hot-path queries, compiled once per store (see precompile).
+const blobInRepositoryQuery = (db: Db) =>
+  precompile(db, (db) =>
+    db
+      .selectFrom('repository_blobs as rb')
+      .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
+      .innerJoin('blobs as b', 'b.digest', 'rb.digest')
+      .select(['b.digest', 'b.size'])
+      .where('r.name', '=', '$repository')
+      .where('rb.digest', '=', '$digest'),
+  );
+
+const manifestByDigestQuery = (db: Db) =>
+  precompile(db, (db) =>
+    db
+      .selectFrom('manifests as m')
+      .innerJoin('repositories as r', 'r.id', 'm.repository_id')
+      .select(manifestColumns)
+      .where('r.name', '=', '$repository')
+      .where('m.digest', '=', '$digest'),
+  );
+
+const manifestByTagQuery = (db: Db) =>
+  precompile(db, (db) =>
+    db
+      .selectFrom('tags as t')
+      .innerJoin('repositories as r', 'r.id', 't.repository_id')
+      .innerJoin('manifests as m', 'm.id', 't.manifest_id')
+      .select(manifestColumns)
+      .where('r.name', '=', '$repository')
+      .where('t.name', '=', '$tag'),
+  );
+
 class SqlBlobs implements BlobQueries {
+  private readonly blobInRepository: ReturnType<typeof blobInRepositoryQuery>;
+
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.blobInRepository = blobInRepositoryQuery(db);
+  }
 
   async get(digest: string): Promise<BlobRecord | null> {
     const row = await this.db
@@ -135,16 +173,10 @@ class SqlBlobs implements BlobQueries {
 
   /** Hot path (blob HEAD/GET): one query. */
   async getInRepository(repository: string, digest: string): Promise<BlobRecord | null> {
-    const row = await this.db
-      .selectFrom('repository_blobs as rb')
-      .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
-      .innerJoin('blobs as b', 'b.digest', 'rb.digest')
-      .select(['b.digest', 'b.size'])
-      .where('r.name', '=', repository)
-      .where('rb.digest', '=', digest)
-      .executeTakeFirst();
+    const row = await this.blobInRepository(repository, digest);
     return row ? { digest: row.digest, size: Number(row.size) } : null;
   }
+
 
   async link(repository: string, blob: BlobRecord): Promise<void> {
     await this.db.transaction().execute((trx) => linkBlob(trx, repository, blob, this.now()));
@@ -198,34 +230,30 @@ type ManifestRow = Pick<
 >;
 
 class SqlManifests implements ManifestQueries {
+  private readonly manifestByDigest: ReturnType<typeof manifestByDigestQuery>;
+  private readonly manifestByTag: ReturnType<typeof manifestByTagQuery>;
+
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.manifestByDigest = manifestByDigestQuery(db);
+    this.manifestByTag = manifestByTagQuery(db);
+  }
 
+  /** Hot path (manifest GET by digest): one precompiled query. */
   async get(repository: string, digest: string): Promise<ManifestRecord | null> {
-    const row = await this.db
-      .selectFrom('manifests as m')
-      .innerJoin('repositories as r', 'r.id', 'm.repository_id')
-      .select(manifestColumns)
-      .where('r.name', '=', repository)
-      .where('m.digest', '=', digest)
-      .executeTakeFirst();
+    const row = await this.manifestByDigest(repository, digest);
     return row ? toManifestRecord(row) : null;
   }
 
-  /** Hot path (manifest GET by tag): one query. */
+  /** Hot path (manifest GET by tag): one precompiled query. */
   async getByTag(repository: string, tag: string): Promise<ManifestRecord | null> {
-    const row = await this.db
-      .selectFrom('tags as t')
-      .innerJoin('repositories as r', 'r.id', 't.repository_id')
-      .innerJoin('manifests as m', 'm.id', 't.manifest_id')
-      .select(manifestColumns)
-      .where('r.name', '=', repository)
-      .where('t.name', '=', tag)
-      .executeTakeFirst();
+    const row = await this.manifestByTag(repository, tag);
     return row ? toManifestRecord(row) : null;
   }
+
+
 
   async put(repository: string, manifest: NewManifest, tag?: string): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
