@@ -7,6 +7,7 @@ import { Metrics } from '../http/metrics.js';
 import { openSqliteMetadataStore } from '../metadata/sql/sqlite.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { createRegistry, type Registry } from '../registry/registry.js';
+import { runsBackgroundJobs } from './cluster.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { FsBlobStore } from '../storage/fs/fs-blob-store.js';
 
@@ -61,9 +62,11 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
       const host = config.listen.slice(0, separator).replace(/^\[|\]$/g, '') || '0.0.0.0';
       const port = Number(config.listen.slice(separator + 1));
       await http.listen({ host, port });
-      await purgeUploads();
-      purgeTimer = setInterval(purgeUploads, config.uploads.purgeInterval);
-      purgeTimer.unref();
+      if (runsBackgroundJobs()) {
+        await purgeUploads();
+        purgeTimer = setInterval(purgeUploads, config.uploads.purgeInterval);
+        purgeTimer.unref();
+      }
       const address = http.server.address();
       return typeof address === 'object' && address ? `${address.address}:${address.port}` : config.listen;
     },

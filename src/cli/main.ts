@@ -2,7 +2,9 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { settings } from '../config/schema.js';
+import cluster from 'node:cluster';
 import { createApp } from '../app/app.js';
+import { exitWithPrimary, runPrimary } from '../app/cluster.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -27,9 +29,11 @@ serve.action(async (options: Record<string, string | undefined>) => {
     throw error;
   }
   const logger = pino({ level: config.log.level, base: { service: 'stowage' } });
+  if (config.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
+  exitWithPrimary();
   const app = await createApp(config, logger);
   const address = await app.listen();
-  logger.info({ address, dataDir: config.dataDir }, `stowage listening on ${address}`);
+  if (cluster.isPrimary) logger.info({ address, dataDir: config.dataDir }, `stowage listening on ${address}`);
 
   let stopping = false;
   const stop = async (signal: string) => {

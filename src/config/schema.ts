@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /** "24h", "30m", "15s", "250ms", "2d" or a number of seconds, as milliseconds. */
@@ -38,6 +39,11 @@ export const configSchema = z
       .strict()
       .prefault({}),
     shutdownTimeout: duration.prefault('30s'),
+    /** HTTP worker processes: `auto` (one per CPU core) or a number; 1 serves from one process. */
+    workers: z
+      .union([z.literal('auto'), z.coerce.number().int().min(1).max(64)])
+      .default('auto')
+      .transform((value) => (value === 'auto' ? availableParallelism() : value)),
     storage: z
       .object({
         driver: z.literal('filesystem').default('filesystem'),
@@ -69,6 +75,7 @@ export const settings = [
   { key: 'uploads.expiry', env: 'STOWAGE_UPLOADS_EXPIRY', flag: '--upload-expiry <duration>', help: 'remove upload sessions idle this long (default 24h)' },
   { key: 'uploads.purgeInterval', env: 'STOWAGE_UPLOADS_PURGE_INTERVAL', flag: '--upload-purge-interval <duration>', help: 'how often to look for expired uploads (default 15m)' },
   { key: 'shutdownTimeout', env: 'STOWAGE_SHUTDOWN_TIMEOUT', flag: '--shutdown-timeout <duration>', help: 'how long SIGTERM waits for requests in flight (default 30s)' },
+  { key: 'workers', env: 'STOWAGE_WORKERS', flag: '--workers <n>', help: 'HTTP worker processes: auto (one per CPU core) or a number (default auto)' },
   { key: 'storage.path', env: 'STOWAGE_STORAGE_PATH', flag: '--storage-path <dir>', help: 'blob directory (default <data-dir>/storage)' },
   { key: 'metadata.path', env: 'STOWAGE_METADATA_PATH', flag: '--metadata-path <file>', help: 'SQLite database file (default <data-dir>/stowage.db)' },
 ] as const;

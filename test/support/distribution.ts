@@ -1,7 +1,7 @@
 // The reference registry (CNCF Distribution 2.8, Debian package docker-registry) as a stand-in
 // for Stowage: same return shape as startStowage(), for validating test harnesses and comparing.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureTool } from './clients.js';
@@ -39,7 +39,10 @@ export async function startDistribution(options: { dataDir?: string; env?: Recor
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   // Distribution 2.8's S3 driver panics on AWS_CA_BUNDLE; harmless to drop here.
   delete env.AWS_CA_BUNDLE;
-  const child = spawn(binary, ['serve', config], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  // Distribution logs every 404 at level error: keep its chatter in a file beside its data.
+  const log = openSync(join(dataDir, 'registry.log'), 'a');
+  const child = spawn(binary, ['serve', config], { env, stdio: ['ignore', log, log] });
+  closeSync(log);
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
   child.once('error', () => undefined);
   const deadline = Date.now() + 30_000;
