@@ -80,9 +80,13 @@ export class UploadService {
     return this.locks.run(id, async () => {
       const upload = await this.find(repository, id);
       const size = body ? await this.appendLocked(upload, body, options) : upload.size;
-      await this.verify(id, digest, size);
       const digestString = `${digest.algorithm}:${digest.hex}`;
-      await this.blobStore.commitUpload(id, digestString, size);
+      try {
+        await this.verify(id, digest, size);
+        await this.blobStore.commitUpload(id, digestString, size);
+      } catch (error) {
+        throw uploadDataError(error, id);
+      }
       await this.metadata.uploads.complete(id, { digest: digestString, size });
       this.hashes.delete(id);
       return { digest: digestString, size };
@@ -165,9 +169,7 @@ export class UploadService {
     try {
       size = await this.blobStore.appendUpload(upload.id, hashable ? hashing(body, hashable.hash) : body, upload.size);
     } catch (error) {
-      if (error instanceof UploadNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload data is gone; start a new upload', { session: upload.id });
-      if (error instanceof InvalidOffsetError) throw new RegistryError('BLOB_UPLOAD_INVALID', 'upload data is shorter than acknowledged; start a new upload', { session: upload.id });
-      throw error;
+      throw uploadDataError(error, upload.id);
     }
     const received = size - upload.size;
     if (options.length !== undefined && received !== options.length) {
@@ -210,6 +212,13 @@ function hashing(source: Readable | null, hash: Hash): Transform {
   });
   // pipeline (not pipe) so that an aborted request also ends the tap with an error.
   return source ? pipe(source, tap, () => undefined) : tap;
+}
+
+/** Storage errors about a session's data (lost or cut short, e.g. by a crash), as client errors. */
+function uploadDataError(error: unknown, id: string): unknown {
+  if (error instanceof UploadNotFoundError) return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload data is gone; start a new upload', { session: id });
+  if (error instanceof InvalidOffsetError) return new RegistryError('BLOB_UPLOAD_INVALID', 'upload data is shorter than acknowledged; start a new upload', { session: id });
+  return error;
 }
 
 function digestMismatch(expected: ParsedDigest, actualHex: string): RegistryError {

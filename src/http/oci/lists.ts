@@ -27,7 +27,9 @@ export async function listReferrers({ reply, registry, name, param, query }: Oci
   const artifactType = query.get('artifactType') ?? undefined;
   const index = await registry.listing.referrers(name, param, artifactType);
   if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
-  return reply.type(index.mediaType).send(JSON.stringify(index));
+  // A Buffer, so that Fastify does not append `; charset=utf-8`: clients and the conformance
+  // suite expect the bare media type.
+  return reply.type(index.mediaType).send(Buffer.from(JSON.stringify(index)));
 }
 
 function validPageSize(query: URLSearchParams): number | undefined {
