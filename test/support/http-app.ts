@@ -102,16 +102,12 @@ export interface PushedImage {
   layers: Buffer[];
 }
 
+/** Made by createTestApp(); `app` is replaced by restart(). */
 export class TestApp {
-  private constructor(
+  constructor(
     public app: App,
     readonly dataDir: string,
   ) {}
-
-  static async create(): Promise<TestApp> {
-    const dataDir = await mkdtemp(join(tmpdir(), 'stowage-http-'));
-    return new TestApp(await openApp(dataDir), dataDir);
-  }
 
   inject(options: InjectOptions): Promise<Response> {
     return this.app.http.inject(options);
@@ -139,6 +135,13 @@ export class TestApp {
 
   put(url: string, body?: Buffer, headers: Headers = {}): Promise<Response> {
     return this.inject({ method: 'PUT', url, payload: body, headers });
+  }
+
+  /** The tags of an existing repository, as the tag list answers them. */
+  async tags(repository: string): Promise<string[]> {
+    const response = await this.get(`/v2/${repository}/tags/list`);
+    expect(response.statusCode, response.body).toBe(200);
+    return response.json().tags;
   }
 
   /** Starts an upload session; resolves to its Location. */
@@ -243,8 +246,10 @@ export class TestApp {
   }
 }
 
-export function createTestApp(): Promise<TestApp> {
-  return TestApp.create();
+/** A Stowage app on a fresh temporary data directory (removed by cleanup()). */
+export async function createTestApp(): Promise<TestApp> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'stowage-http-'));
+  return new TestApp(await openApp(dataDir), dataDir);
 }
 
 /** The Location header of a response (which must have one). */
