@@ -11,9 +11,6 @@ import { openSqliteMetadataStore } from '../metadata/sql/sqlite.js';
  * SIGTERM or SIGINT stops them gracefully.
  */
 export async function runPrimary(config: ResolvedConfig, logger: Logger): Promise<void> {
-  // Migrations run here, once, so that workers never race on them.
-  await (await openSqliteMetadataStore(config.metadataPath)).close();
-
   // Each worker accepts connections itself instead of the primary handing them over.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   let stopping = false;
@@ -61,9 +58,27 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/**
+ * Before any server process starts: brings the embedded database's schema up to date (once, so
+ * that workers never race on migrations) and releases the upload write leases that a previous,
+ * dead process of this node may still hold.
+ */
+export async function prepareEmbeddedMetadata(config: ResolvedConfig, logger: Logger): Promise<void> {
+  const metadata = await openSqliteMetadataStore(config.metadataPath);
+  try {
+    const released = await metadata.uploads.releaseAllLeases();
+    if (released > 0) logger.info({ released }, 'released upload leases left by a previous process');
+  } finally {
+    await metadata.close();
+  }
+}
+
 /** In a worker: dies with the primary, so that a killed primary leaves no orphan serving. */
 export function exitWithPrimary(): void {
-  if (cluster.isWorker) process.on('disconnect', () => process.exit(1));
+  if (!cluster.isWorker) return;
+  process.on('disconnect', () => process.exit(1));
+  // Talking to a primary that is gone (e.g. while starting to listen) fails with EPIPE.
+  cluster.worker?.on('error', () => process.exit(1));
 }
 
 /** Whether this process runs the background jobs (one process per node does). */

@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { settings } from '../config/schema.js';
 import cluster from 'node:cluster';
 import { createApp } from '../app/app.js';
-import { exitWithPrimary, runPrimary } from '../app/cluster.js';
+import { exitWithPrimary, prepareEmbeddedMetadata, runPrimary } from '../app/cluster.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -29,6 +29,7 @@ serve.action(async (options: Record<string, string | undefined>) => {
     throw error;
   }
   const logger = pino({ level: config.log.level, base: { service: 'stowage' } });
+  if (cluster.isPrimary) await prepareEmbeddedMetadata(config, logger);
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
   exitWithPrimary();
   const app = await createApp(config, logger);

@@ -126,16 +126,40 @@ export interface UploadRecord {
   updatedAt: Date;
 }
 
+/** The right to write to an upload session, from beginAppend until endAppend or completion. */
+export interface AppendLease {
+  id: string;
+  generation: number;
+}
+
 export interface UploadQueries {
   create(upload: { id: string; repository: string }): Promise<UploadRecord>;
   get(id: string): Promise<UploadRecord | null>;
-  /** Records the acknowledged size after a successful append. */
-  setSize(id: string, size: number): Promise<void>;
+  /**
+   * Takes the exclusive right to write to an upload whose acknowledged size is `offset`, for
+   * `ttlMs`: two requests on one session (in two processes or on two nodes) can then never
+   * interleave their bytes. Resolves to null when the size is no longer `offset` or another
+   * writer holds an unexpired lease. Throws UploadSessionNotFoundError when the session is gone.
+   */
+  beginAppend(id: string, offset: number, ttlMs: number): Promise<AppendLease | null>;
+  /** Extends a lease during a long append; false when it was lost (expired and taken over). */
+  renewAppend(lease: AppendLease, ttlMs: number): Promise<boolean>;
+  /**
+   * Releases a lease; with `size`, records it as the new acknowledged size (the session is then
+   * fresh again). False when the lease was lost, in which case nothing changes.
+   */
+  endAppend(lease: AppendLease, size?: number): Promise<boolean>;
+  /**
+   * Releases every write lease. Only for a node that knows no other writer is alive: an
+   * embedded (single-node) deployment at start-up, whose earlier process may have died holding
+   * leases. Resolves to the number released.
+   */
+  releaseAllLeases(): Promise<number>;
   /**
    * Ends an upload: removes the session, records the blob and links it into the upload's
-   * repository, in one transaction.
+   * repository, in one transaction. With a lease, only while that lease is held.
    */
-  complete(id: string, blob: BlobRecord): Promise<void>;
+  complete(id: string, blob: BlobRecord, lease?: AppendLease): Promise<void>;
   delete(id: string): Promise<boolean>;
   /** Sessions not written to since `before`. */
   listStale(before: Date, limit: number): Promise<UploadRecord[]>;

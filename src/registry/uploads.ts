@@ -6,7 +6,7 @@ import { RegistryError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { InvalidOffsetError, UploadNotFoundError } from '../storage/blob-store.js';
-import type { MetadataStore, UploadRecord } from '../metadata/metadata-store.js';
+import { UploadSessionNotFoundError, type AppendLease, type MetadataStore, type UploadRecord } from '../metadata/metadata-store.js';
 
 const uploadIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -15,6 +15,9 @@ interface HashState {
   hash: Hash;
   offset: number;
 }
+
+/** How long a write lease lasts without renewal: a dead writer blocks its session this long. */
+const appendLeaseMs = 15_000;
 
 export interface UploadStatus {
   id: string;
@@ -63,7 +66,11 @@ export class UploadService {
   async append(repository: string, id: string, body: Readable, options: AppendOptions = {}): Promise<UploadStatus> {
     return this.locks.run(id, async () => {
       const upload = await this.find(repository, id);
-      const size = await this.appendLocked(upload, body, options);
+      const size = await this.withLease(upload, body, async (lease) => {
+        const written = await this.write(upload, body, options);
+        if (!(await this.metadata.uploads.endAppend(lease, written))) throw leaseLost(id);
+        return written;
+      });
       return { id, repository, size };
     });
   }
@@ -77,19 +84,27 @@ export class UploadService {
     options: AppendOptions = {},
   ): Promise<{ digest: string; size: number }> {
     const digest = requireDigest(digestParam);
+    const digestString = `${digest.algorithm}:${digest.hex}`;
     return this.locks.run(id, async () => {
       const upload = await this.find(repository, id);
-      const size = body ? await this.appendLocked(upload, body, options) : upload.size;
-      const digestString = `${digest.algorithm}:${digest.hex}`;
-      try {
-        await this.verify(id, digest, size);
-        await this.blobStore.commitUpload(id, digestString, size);
-      } catch (error) {
-        throw uploadDataError(error, id);
-      }
-      await this.metadata.uploads.complete(id, { digest: digestString, size });
-      this.hashes.delete(id);
-      return { digest: digestString, size };
+      return this.withLease(upload, body, async (lease) => {
+        const size = body ? await this.write(upload, body, options) : upload.size;
+        try {
+          await this.verify(id, digest, size);
+        } catch (error) {
+          // The last chunk arrived whole: keep it, so that the client may retry the PUT.
+          await this.metadata.uploads.endAppend(lease, size);
+          throw uploadDataError(error, id);
+        }
+        try {
+          await this.blobStore.commitUpload(id, digestString, size);
+        } catch (error) {
+          throw uploadDataError(error, id);
+        }
+        await this.metadata.uploads.complete(id, { digest: digestString, size }, lease);
+        this.hashes.delete(id);
+        return { digest: digestString, size };
+      });
     });
   }
 
@@ -156,14 +171,44 @@ export class UploadService {
     return upload;
   }
 
-  private async appendLocked(upload: UploadRecord, body: Readable, options: AppendOptions): Promise<number> {
+  /**
+   * Runs `work` holding the session's write lease, which no other process or node can hold at
+   * the same time, renewed while the work lasts. The lease ends with the work: `work` records
+   * the new size itself; on failure the lease is released with the size unchanged.
+   */
+  private async withLease<T>(upload: UploadRecord, body: Readable | null, work: (lease: AppendLease) => Promise<T>): Promise<T> {
+    const lease = await this.metadata.uploads.beginAppend(upload.id, upload.size, appendLeaseMs).catch((error: unknown) => {
+      throw uploadDataError(error, upload.id);
+    });
+    if (!lease) {
+      body?.resume();
+      const current = await this.metadata.uploads.get(upload.id);
+      if (current && current.size !== upload.size) throw offsetMismatch(current, upload.size);
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session; retry when it has finished', { session: upload.id }, undefined, 409);
+    }
+    const renewal = setInterval(() => {
+      this.metadata.uploads.renewAppend(lease, appendLeaseMs).catch(() => undefined);
+    }, appendLeaseMs / 3);
+    try {
+      return await work(lease);
+    } catch (error) {
+      await this.metadata.uploads.endAppend(lease).catch(() => undefined);
+      throw error;
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  /** Streams a chunk into the upload at its acknowledged size; resolves to the new size. */
+  private async write(upload: UploadRecord, body: Readable, options: AppendOptions): Promise<number> {
     if (options.start !== undefined && options.start !== upload.size) {
       body.resume();
-      throw new RegistryError('RANGE_INVALID', `chunk starts at ${options.start} but the upload has ${upload.size} bytes; continue at ${upload.size}`, { size: upload.size }, { Range: rangeHeader(upload.size), 'Docker-Upload-UUID': upload.id });
+      throw offsetMismatch(upload, options.start);
     }
     const state = this.hashes.get(upload.id);
+    // The hash state counts only if it has seen exactly the acknowledged bytes, and only again
+    // once this append has fully succeeded.
     const hashable = state && state.offset === upload.size ? state : undefined;
-    // The hash state is only trusted again once this append has fully succeeded.
     this.hashes.delete(upload.id);
     let size: number;
     try {
@@ -173,10 +218,9 @@ export class UploadService {
     }
     const received = size - upload.size;
     if (options.length !== undefined && received !== options.length) {
-      // Leave the acknowledged size as it was: the next append overwrites these bytes.
+      // The acknowledged size stays as it was: the next append overwrites these bytes.
       throw sizeMismatch(options.length, received);
     }
-    await this.metadata.uploads.setSize(upload.id, size);
     if (hashable) this.hashes.set(upload.id, { hash: hashable.hash, offset: size });
     return size;
   }
@@ -216,6 +260,7 @@ function hashing(source: Readable | null, hash: Hash): Transform {
 
 /** Storage errors about a session's data (lost or cut short, e.g. by a crash), as client errors. */
 function uploadDataError(error: unknown, id: string): unknown {
+  if (error instanceof UploadSessionNotFoundError) return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload session not found: it was completed, cancelled or expired meanwhile', { session: id });
   if (error instanceof UploadNotFoundError) return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload data is gone; start a new upload', { session: id });
   if (error instanceof InvalidOffsetError) return new RegistryError('BLOB_UPLOAD_INVALID', 'upload data is shorter than acknowledged; start a new upload', { session: id });
   return error;
@@ -226,6 +271,19 @@ function digestMismatch(expected: ParsedDigest, actualHex: string): RegistryErro
     expected: `${expected.algorithm}:${expected.hex}`,
     actual: `${expected.algorithm}:${actualHex}`,
   });
+}
+
+function offsetMismatch(upload: UploadRecord, start: number): RegistryError {
+  return new RegistryError(
+    'RANGE_INVALID',
+    `chunk starts at ${start} but the upload has ${upload.size} bytes; continue at ${upload.size}`,
+    { size: upload.size },
+    { Range: rangeHeader(upload.size), 'Docker-Upload-UUID': upload.id },
+  );
+}
+
+function leaseLost(id: string): RegistryError {
+  return new RegistryError('BLOB_UPLOAD_INVALID', 'the upload session was taken over by another request while this chunk was written; check its status and continue from there', { session: id }, undefined, 409);
 }
 
 function sizeMismatch(declared: number, received: number): RegistryError {

@@ -94,28 +94,32 @@ describe('crash safety (SIGKILL)', () => {
     let server = await start();
     const repo = 'crash/images';
     let acknowledged = 0;
-    for (const delay of [150, 400, 900]) {
+    for (const round of [1, 2, 3]) {
       let pushed = 0;
       let stop = false;
       const pushing = (async () => {
         for (let i = 0; i < 500 && !stop; i++) {
           try {
-            await pushImage(server.url, repo, `t${delay}-${i}`);
+            await pushImage(server.url, repo, `r${round}-${i}`);
             pushed++;
           } catch {
             return; // the server died
           }
         }
       })();
-      await sleep(delay);
+      // Kill at a random moment once pushes are flowing, so the kill lands mid-push.
+      for (let waited = 0; pushed === 0 && waited < 20_000; waited += 20) await sleep(20);
+      await sleep(Math.floor(Math.random() * 150));
       stop = true;
       await server.kill();
       await pushing;
       acknowledged += pushed;
       server = await start(server.dataDir);
-      const tags = (await (await fetch(`${server.url}/v2/${repo}/tags/list`)).json()) as { tags: string[] };
+      const res = await fetch(`${server.url}/v2/${repo}/tags/list`);
+      expect(res.status).toBe(200);
+      const tags = (await res.json()) as { tags: string[] };
       // Every push acknowledged before the kill is there.
-      expect(tags.tags.filter((t) => t.startsWith(`t${delay}-`)).length).toBeGreaterThanOrEqual(pushed);
+      expect(tags.tags.filter((t) => t.startsWith(`r${round}-`)).length).toBeGreaterThanOrEqual(pushed);
       for (const tag of tags.tags) {
         const res = await fetch(`${server.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
         expect(res.status).toBe(200);

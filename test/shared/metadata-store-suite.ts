@@ -531,12 +531,14 @@ export function metadataStoreSuite(
         expect(await store.uploads.count()).toBe(1);
 
         await sleep(5);
-        await store.uploads.setSize('u1', 3 * 2 ** 32);
+        const lease = await store.uploads.beginAppend('u1', 0, 60_000);
+        expect(lease).not.toBeNull();
+        expect(await store.uploads.endAppend(lease!, 3 * 2 ** 32)).toBe(true);
         const sized = await store.uploads.get('u1');
         expect(sized?.size).toBe(3 * 2 ** 32);
         expect(sized?.startedAt).toEqual(created.startedAt);
         expect(sized!.updatedAt.getTime()).toBeGreaterThan(created.updatedAt.getTime());
-        await expect(store.uploads.setSize('u2', 1)).rejects.toBeInstanceOf(UploadSessionNotFoundError);
+        await expect(store.uploads.beginAppend('u2', 0, 60_000)).rejects.toBeInstanceOf(UploadSessionNotFoundError);
 
         expect(await store.uploads.delete('u1')).toBe(true);
         expect(await store.uploads.delete('u1')).toBe(false);
@@ -574,6 +576,52 @@ export function metadataStoreSuite(
         expect(await store.blobs.totalSize()).toBe(b.size);
       });
 
+      it('gives one writer at a time the lease to append, at the acknowledged size only', async () => {
+        await store.uploads.create({ id: 'w', repository: 'r' });
+        const first = await store.uploads.beginAppend('w', 0, 60_000);
+        expect(first).not.toBeNull();
+        // A second writer is refused while the first holds the lease.
+        expect(await store.uploads.beginAppend('w', 0, 60_000)).toBeNull();
+        expect(await store.uploads.renewAppend(first!, 60_000)).toBe(true);
+        expect(await store.uploads.endAppend(first!, 100)).toBe(true);
+        // A released lease is gone: it can neither be renewed nor record a size.
+        expect(await store.uploads.renewAppend(first!, 60_000)).toBe(false);
+        expect(await store.uploads.endAppend(first!, 200)).toBe(false);
+        expect((await store.uploads.get('w'))?.size).toBe(100);
+        // Only at the acknowledged size.
+        expect(await store.uploads.beginAppend('w', 0, 60_000)).toBeNull();
+        const second = await store.uploads.beginAppend('w', 100, 60_000);
+        expect(second?.generation).not.toBe(first?.generation);
+        // Released without a size: the size stays.
+        expect(await store.uploads.endAppend(second!)).toBe(true);
+        expect((await store.uploads.get('w'))?.size).toBe(100);
+      });
+
+      it('releases all leases at once (for a restarted single node)', async () => {
+        await store.uploads.create({ id: 'y', repository: 'r' });
+        const held = await store.uploads.beginAppend('y', 0, 60_000);
+        expect(await store.uploads.beginAppend('y', 0, 60_000)).toBeNull();
+        expect(await store.uploads.releaseAllLeases()).toBe(1);
+        expect(await store.uploads.endAppend(held!, 5)).toBe(false);
+        expect(await store.uploads.beginAppend('y', 0, 60_000)).not.toBeNull();
+      });
+
+      it('lets a new writer take over an expired lease, and the old one then loses it', async () => {
+        await store.uploads.create({ id: 'x', repository: 'r' });
+        const stale = await store.uploads.beginAppend('x', 0, 1);
+        await sleep(10);
+        const fresh = await store.uploads.beginAppend('x', 0, 60_000);
+        expect(fresh).not.toBeNull();
+        expect(await store.uploads.renewAppend(stale!, 60_000)).toBe(false);
+        expect(await store.uploads.endAppend(stale!, 50)).toBe(false);
+        const b = blob('leased');
+        await expect(store.uploads.complete('x', b, stale!)).rejects.toBeInstanceOf(UploadSessionNotFoundError);
+        expect(await store.blobs.get(b.digest)).toBeNull();
+        await store.uploads.complete('x', b, fresh!);
+        expect(await store.uploads.get('x')).toBeNull();
+        expect(await store.blobs.getInRepository('r', b.digest)).toEqual(b);
+      });
+
       it('lists stale sessions, oldest first, up to a limit', async () => {
         await store.uploads.create({ id: 'old-b', repository: 'r' });
         await store.uploads.create({ id: 'old-a', repository: 'r' });
@@ -593,7 +641,8 @@ export function metadataStoreSuite(
         expect(await store.uploads.listStale(new Date(0), 10)).toEqual([]);
 
         // Writing to a session makes it fresh again.
-        await store.uploads.setSize('old-c', 10);
+        const lease = await store.uploads.beginAppend('old-c', 0, 60_000);
+        await store.uploads.endAppend(lease!, 10);
         expect((await store.uploads.listStale(cutoff, 10)).map((u) => u.id).sort()).toEqual([
           'old-a',
           'old-b',

@@ -171,6 +171,8 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
           .addColumn('size', t.int64, (c) => c.notNull())
           .addColumn('started_at', t.int64, (c) => c.notNull())
           .addColumn('updated_at', t.int64, (c) => c.notNull())
+          .addColumn('append_generation', t.int64, (c) => c.notNull().defaultTo(0))
+          .addColumn('append_expires_at', t.int64)
           .execute();
         await db.schema
           .createIndex('uploads_updated_at_idx')

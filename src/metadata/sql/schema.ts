@@ -85,6 +85,10 @@ export interface UploadTable {
   size: Int64;
   started_at: Int64;
   updated_at: Int64;
+  /** Bumped by every lease taken to write to the session. */
+  append_generation: ColumnType<number | string, number | undefined, number>;
+  /** When the current writer's lease ends; null when nobody writes. */
+  append_expires_at: ColumnType<number | string | null, number | null | undefined, number | null>;
 }
 
 export interface Database {

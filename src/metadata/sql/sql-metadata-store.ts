@@ -1,9 +1,10 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable, type UpdateQueryBuilder, type UpdateResult } from 'kysely';
 import {
   BlobInUseError,
   ManifestInUseError,
   MissingReferenceError,
   UploadSessionNotFoundError,
+  type AppendLease,
   type BlobQueries,
   type BlobRecord,
   type ManifestQueries,
@@ -471,7 +472,7 @@ class SqlUploads implements UploadQueries {
     const at = this.now();
     const row = { id: upload.id, repository: upload.repository, size: 0, started_at: at, updated_at: at };
     await this.db.insertInto('uploads').values(row).execute();
-    return toUploadRecord(row);
+    return toUploadRecord({ ...row, append_generation: 0, append_expires_at: null });
   }
 
   async get(id: string): Promise<UploadRecord | null> {
@@ -479,23 +480,43 @@ class SqlUploads implements UploadQueries {
     return row ? toUploadRecord(row) : null;
   }
 
-  /** Throws UploadSessionNotFoundError when the session is gone (e.g. expired meanwhile). */
-  async setSize(id: string, size: number): Promise<void> {
-    const result = await this.db
+  async beginAppend(id: string, offset: number, ttlMs: number): Promise<AppendLease | null> {
+    const at = this.now();
+    const row = await this.db
       .updateTable('uploads')
-      .set({ size, updated_at: this.now() })
+      .set({ append_generation: sql<number>`append_generation + 1`, append_expires_at: at + ttlMs, updated_at: at })
       .where('id', '=', id)
+      .where('size', '=', offset)
+      .where((eb) => eb.or([eb('append_expires_at', 'is', null), eb('append_expires_at', '<', at)]))
+      .returning('append_generation')
       .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) throw new UploadSessionNotFoundError(id);
+    if (row) return { id, generation: Number(row.append_generation) };
+    if (!(await this.get(id))) throw new UploadSessionNotFoundError(id);
+    return null;
   }
 
-  async complete(id: string, blob: BlobRecord): Promise<void> {
+  async renewAppend(lease: AppendLease, ttlMs: number): Promise<boolean> {
+    const at = this.now();
+    const result = await heldLease(this.db.updateTable('uploads').set({ append_expires_at: at + ttlMs, updated_at: at }), lease).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  async endAppend(lease: AppendLease, size?: number): Promise<boolean> {
+    const changes = size === undefined ? { append_expires_at: null } : { append_expires_at: null, size, updated_at: this.now() };
+    const result = await heldLease(this.db.updateTable('uploads').set(changes), lease).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  async releaseAllLeases(): Promise<number> {
+    const result = await this.db.updateTable('uploads').set({ append_expires_at: null }).where('append_expires_at', 'is not', null).executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  async complete(id: string, blob: BlobRecord, lease?: AppendLease): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      const upload = await trx
-        .deleteFrom('uploads')
-        .where('id', '=', id)
-        .returning('repository')
-        .executeTakeFirst();
+      let removal = trx.deleteFrom('uploads').where('id', '=', id);
+      if (lease) removal = removal.where('append_generation', '=', lease.generation).where('append_expires_at', 'is not', null);
+      const upload = await removal.returning('repository').executeTakeFirst();
       if (!upload) throw new UploadSessionNotFoundError(id);
       await linkBlob(trx, upload.repository, blob, this.now());
     });
@@ -526,6 +547,14 @@ class SqlUploads implements UploadQueries {
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }
+}
+
+/** Restricts an update of `uploads` to the session while `lease` is still held. */
+function heldLease<Q extends UpdateQueryBuilder<Database, 'uploads', 'uploads', UpdateResult>>(query: Q, lease: AppendLease) {
+  return query
+    .where('id', '=', lease.id)
+    .where('append_generation', '=', lease.generation)
+    .where('append_expires_at', 'is not', null);
 }
 
 /** Creates the repository row if needed and write-locks it; resolves to its id. */
