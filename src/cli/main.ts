@@ -3,7 +3,6 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { settings } from '../config/schema.js';
 import cluster from 'node:cluster';
-import { createApp } from '../app/app.js';
 import { exitWithPrimary, prepareEmbeddedMetadata, runPrimary } from '../app/cluster.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
@@ -32,6 +31,8 @@ serve.action(async (options: Record<string, string | undefined>) => {
   if (cluster.isPrimary) await prepareEmbeddedMetadata(config, logger);
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
   exitWithPrimary();
+  // Loaded here so that a cluster primary, which serves nothing, stays small.
+  const { createApp } = await import('../app/app.js');
   const app = await createApp(config, logger);
   const address = await app.listen();
   if (cluster.isPrimary) logger.info({ address, dataDir: config.dataDir }, `stowage listening on ${address}`);
