@@ -29,6 +29,7 @@ export function readStat(pid) {
     state: f[0],
     ppid: Number(f[1]),
     ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
+    userTicks: Number(f[11]) + Number(f[13]),
     rssPages: Number(f[21]),
   };
 }
@@ -114,14 +115,23 @@ export function createSampler() {
       worker.postMessage({ add: true, slot, pid });
       const o = slot * SLOT;
       let lastCpu = 0;
+      let lastUser = 0;
       return {
         /** CPU seconds of the live tree, including reaped children; monotonic. */
         cpuSeconds() {
           let ticks = 0;
-          for (const p of treePids(pid)) ticks += readStat(p)?.ticks ?? 0;
+          let user = 0;
+          for (const p of treePids(pid)) {
+            const st = readStat(p);
+            ticks += st?.ticks ?? 0;
+            user += st?.userTicks ?? 0;
+          }
           lastCpu = Math.max(lastCpu, ticks / clkTck);
+          lastUser = Math.max(lastUser, user / clkTck);
           return lastCpu;
         },
+        /** User-mode part of the last cpuSeconds() reading (the rest is kernel time). */
+        userSeconds: () => lastUser,
         peakRss: () => data[o + 0],
         currentRss: () => data[o + 2],
         hwmSum: () => data[o + 3],

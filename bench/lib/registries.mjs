@@ -7,6 +7,8 @@
 //   BENCH_DISTRIBUTION_ENV  extra environment for Distribution, e.g. REGISTRY_STORAGE=s3 ...
 //                           (Distribution maps REGISTRY_<SECTION>_<KEY> onto its config file)
 //   BENCH_MODE              a label for the variant, recorded in the results and file names
+//   BENCH_PROFILE=1         run Stowage with `node --cpu-prof` (one .cpuprofile per process,
+//                           written on graceful exit) into bench/.work/profiles/<timestamp>/
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -144,7 +146,7 @@ export async function buildStowage(root) {
   return entry;
 }
 
-export async function startStowage({ name, label, workDir, sampler, entry }) {
+export async function startStowage({ name, label, workDir, sampler, entry, profileDir }) {
   const dataDir = join(workDir, name, 'data');
   mkdirSync(dataDir, { recursive: true });
   const host = `127.0.0.1:${await freePort()}`;
@@ -156,9 +158,12 @@ export async function startStowage({ name, label, workDir, sampler, entry }) {
     NODE_ENV: 'production',
     ...parseEnvList(process.env.BENCH_STOWAGE_ENV),
   };
+  // --cpu-prof is refused in NODE_OPTIONS; as an execArgv it is inherited by cluster workers.
+  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
   const { reg, ready } = launch({
     name, kind: 'stowage', label, cmd: process.execPath,
-    args: [entry, 'serve', '--listen', host, '--data-dir', dataDir, ...extraArgs],
+    args: [...nodeArgs, entry, 'serve', '--listen', host, '--data-dir', dataDir, ...extraArgs],
     env, dataDir, logFile: join(workDir, name, 'registry.log'), host, readyPath: '/readyz', sampler,
     readyTimeoutMs: 60_000,
   });

@@ -123,9 +123,9 @@ export function workloads(sz, c) {
       title: `manifest GET by tag, c=${conc}`,
       metrics: [
         { key: 'rps', label: `manifest GET c=${conc} req/s`, unit: 'req/s', better: 'higher', target: big ? ratioTargets.manifestRps : null },
-        { key: 'p50Ms', label: `manifest GET c=${conc} p50`, unit: 'ms', better: 'lower', target: null },
+        { key: 'p50Ms', label: `manifest GET c=${conc} p50`, unit: 'ms', better: 'lower', target: null, chart: false },
         { key: 'p99Ms', label: `manifest GET c=${conc} p99`, unit: 'ms', better: 'lower', target: big ? ratioTargets.manifestP99 : null },
-        { key: 'cpuMsPerReq', label: `manifest GET c=${conc} registry CPU/req`, unit: 'ms', better: 'lower', target: null, cpu: true },
+        { key: 'cpuMsPerReq', label: `manifest GET c=${conc} registry CPU/req`, unit: 'ms', better: 'lower', target: null, cpu: true, chart: false },
       ],
       async warmup(reg) {
         if (conc === sz.concurrencies[0]) await wrk(hotUrl(reg), { connections: 16, seconds: sz.warmupSeconds, accept: PULL_ACCEPT });
@@ -145,7 +145,7 @@ export function workloads(sz, c) {
     metrics: [
       { key: 'rps', label: 'blob HEAD c=64 req/s', unit: 'req/s', better: 'higher', target: ratioTargets.headRps },
       { key: 'p99Ms', label: 'blob HEAD c=64 p99', unit: 'ms', better: 'lower', target: null },
-      { key: 'cpuMsPerReq', label: 'blob HEAD c=64 registry CPU/req', unit: 'ms', better: 'lower', target: null, cpu: true },
+      { key: 'cpuMsPerReq', label: 'blob HEAD c=64 registry CPU/req', unit: 'ms', better: 'lower', target: null, cpu: true, chart: false },
     ],
     async run(reg) {
       const r = await abHead(`${reg.url}/v2/bench/hot/blobs/${c.hotLayers[0].digest}`, { concurrency: 64, seconds: sz.seconds });
@@ -198,6 +198,7 @@ export function workloads(sz, c) {
     title: `blob GET, one ${human(sz.bigBlob)} blob`,
     metrics: [{ key: 'mbps', label: `blob GET ${human(sz.bigBlob)}`, unit: 'MB/s', better: 'higher', target: ratioTargets.get }],
     pauseMs: 500,
+    async warmup(reg) { await download(`${reg.url}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size }); },
     async run(reg) {
       const r = await download(`${reg.url}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size });
       return { mbps: r.bytes / 1e6 / (r.ms / 1000) };
@@ -208,6 +209,7 @@ export function workloads(sz, c) {
     title: `blob GET, ${sz.parallel} parallel × ${human(sz.mediumBlob)}`,
     metrics: [{ key: 'mbps', label: `blob GET ${sz.parallel}×${human(sz.mediumBlob)}`, unit: 'MB/s', better: 'higher', target: ratioTargets.get }],
     pauseMs: 500,
+    async warmup(reg) { await download(`${reg.url}/v2/bench/blobs/blobs/${c.medium.digest}`, { expectBytes: c.medium.size }); },
     async run(reg) {
       const r = await parallelDownloads(`${reg.url}/v2/bench/blobs/blobs/${c.medium.digest}`, sz.parallel, { expectBytes: c.medium.size });
       return { mbps: r.mbps };
@@ -219,7 +221,7 @@ export function workloads(sz, c) {
     id: 'push-monolithic',
     title: `monolithic blob push (POST + PUT), ${human(sz.pushMono)}`,
     metrics: [{ key: 'mbps', label: `push monolithic ${human(sz.pushMono)}`, unit: 'MB/s', better: 'higher', target: ratioTargets.push },
-      { key: 'cpuSec', label: `push monolithic ${human(sz.pushMono)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true }],
+      { key: 'cpuSec', label: `push monolithic ${human(sz.pushMono)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 1000,
     bytes: sz.pushMono,
     async prepareRound() { const b = repeatingBlob(sz.pushMono); await b.computeDigest(); return b; },
@@ -233,7 +235,7 @@ export function workloads(sz, c) {
     id: 'push-chunked',
     title: `chunked blob push, ${human(sz.pushChunked)} in ${human(sz.chunk)} PATCHes`,
     metrics: [{ key: 'mbps', label: `push chunked ${human(sz.pushChunked)} (${human(sz.chunk)} PATCH)`, unit: 'MB/s', better: 'higher', target: ratioTargets.push },
-      { key: 'cpuSec', label: `push chunked ${human(sz.pushChunked)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true }],
+      { key: 'cpuSec', label: `push chunked ${human(sz.pushChunked)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 1000,
     bytes: sz.pushChunked,
     async prepareRound() { const b = repeatingBlob(sz.pushChunked); await b.computeDigest(); return b; },
@@ -248,7 +250,7 @@ export function workloads(sz, c) {
     id: 'small-images',
     title: `${sz.smallImages} small images (3 layers + config + manifest), concurrency ${sz.imageConcurrency}`,
     metrics: [{ key: 'ips', label: `${sz.smallImages} small images, c=${sz.imageConcurrency}`, unit: 'images/s', better: 'higher', target: ratioTargets.images },
-      { key: 'cpuMsPerImage', label: 'small images: registry CPU/image', unit: 'ms', better: 'lower', target: null, cpu: true }],
+      { key: 'cpuMsPerImage', label: 'small images: registry CPU/image', unit: 'ms', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 500,
     async prepareRound(round) {
       return Array.from({ length: sz.smallImages }, (_, i) => {
