@@ -8,6 +8,7 @@ import { openSqliteMetadataStore } from '../metadata/sql/sqlite.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { createRegistry, type Registry } from '../registry/registry.js';
 import { runsBackgroundJobs } from './cluster.js';
+import { createAccess, readTls, type Access } from './access.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { FsBlobStore } from '../storage/fs/fs-blob-store.js';
 
@@ -16,6 +17,10 @@ export interface App {
   registry: Registry;
   blobStore: BlobStore;
   metadata: MetadataStore;
+  /** Identity and access control (users, projects, tokens, audit log). */
+  access: Access;
+  /** Re-reads the TLS certificate and key (SIGHUP); resolves to false when not serving HTTPS. */
+  reloadTls(): Promise<boolean>;
   /** Starts listening; resolves to the bound address (host:port). */
   listen(): Promise<string>;
   /** Stops accepting, lets requests in flight finish (within the configured bound), closes stores. */
@@ -32,6 +37,8 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     uploadsInProgress: () => metadata.uploads.count(),
     storageUsedBytes: () => metadata.blobs.totalSize(),
   });
+  const access = await createAccess(config, metadata, logger);
+  const tls = await readTls(config);
   const http = createHttpServer({
     registry,
     metrics,
@@ -40,6 +47,9 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     ready: async () => {
       await Promise.all([blobStore.ping(), metadata.ping()]);
     },
+    access: access.http,
+    tls,
+    trustedProxies: config.trustedProxies,
   });
 
   const purgeUploads = async () => {
@@ -51,12 +61,28 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     }
   };
   let purgeTimer: NodeJS.Timeout | undefined;
+  const purgeAccess = async () => {
+    try {
+      await access.purge();
+    } catch (error) {
+      logger.error({ err: error }, 'purging the audit log and expired credentials failed');
+    }
+  };
+  let accessTimer: NodeJS.Timeout | undefined;
 
   return {
     http,
     registry,
     blobStore,
     metadata,
+    access,
+    async reloadTls() {
+      const fresh = await readTls(config);
+      if (!fresh || !tls) return false;
+      // Only new connections get the new certificate; established ones keep theirs.
+      (http.server as unknown as { setSecureContext(options: { cert: Buffer; key: Buffer }): void }).setSecureContext({ cert: fresh.cert, key: fresh.key });
+      return true;
+    },
     async listen() {
       const separator = config.listen.lastIndexOf(':');
       const host = config.listen.slice(0, separator).replace(/^\[|\]$/g, '') || '0.0.0.0';
@@ -66,12 +92,16 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
         await purgeUploads();
         purgeTimer = setInterval(purgeUploads, config.uploads.purgeInterval);
         purgeTimer.unref();
+        await purgeAccess();
+        accessTimer = setInterval(purgeAccess, 3_600_000);
+        accessTimer.unref();
       }
       const address = http.server.address();
       return typeof address === 'object' && address ? `${address.address}:${address.port}` : config.listen;
     },
     async close() {
       if (purgeTimer) clearInterval(purgeTimer);
+      if (accessTimer) clearInterval(accessTimer);
       const deadline = setTimeout(() => {
         logger.warn({ timeoutMs: config.shutdownTimeout }, 'requests still in flight at the shutdown deadline; closing them');
         http.server.closeAllConnections();
@@ -81,6 +111,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
         await http.close();
       } finally {
         clearTimeout(deadline);
+        await access.close();
         await blobStore.close();
         await metadata.close();
       }

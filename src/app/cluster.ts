@@ -56,6 +56,10 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
   }
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Reload (TLS certificate and key): each worker re-reads them.
+  process.on('SIGHUP', () => {
+    for (const worker of Object.values(cluster.workers ?? {})) if (worker && !worker.isDead()) worker.process.kill('SIGHUP');
+  });
 }
 
 /**

@@ -52,6 +52,12 @@ serve.action(async (options: Record<string, string | undefined>) => {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    app.reloadTls().then(
+      (reloaded) => logger.info({ reloaded }, reloaded ? 'TLS certificate and key reloaded' : 'SIGHUP: not serving HTTPS, nothing to reload'),
+      (error: unknown) => logger.error({ err: error }, 'reloading the TLS certificate and key failed; keeping the current ones'),
+    );
+  });
 });
 
 /** commander's property name for a flag such as `--data-dir <dir>` (dataDir). */

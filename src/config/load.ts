@@ -21,6 +21,8 @@ export interface ConfigSources {
 export interface ResolvedConfig extends Config {
   storagePath: string;
   metadataPath: string;
+  /** Where a generated admin password is written. */
+  adminPasswordFile: string;
 }
 
 /**
@@ -45,6 +47,13 @@ export function loadConfig(sources: ConfigSources = {}): ResolvedConfig {
       Object.assign(raw, parsed);
     }
   }
+  // `auth: none` in a file is short for `auth: { mode: none }`; the settings below may add keys.
+  if (typeof raw.auth === 'string') raw.auth = { mode: raw.auth };
+  // A secret: from the environment or the file only, never a flag (flags show in `ps`).
+  if (env.STOWAGE_ADMIN_PASSWORD) {
+    setPath(raw, 'auth.adminPassword', env.STOWAGE_ADMIN_PASSWORD);
+    origin.set('auth.adminPassword', 'environment variable STOWAGE_ADMIN_PASSWORD');
+  }
   for (const setting of settings) {
     const fromEnv = env[setting.env];
     if (fromEnv !== undefined && fromEnv !== '') {
@@ -62,7 +71,7 @@ export function loadConfig(sources: ConfigSources = {}): ResolvedConfig {
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = issue.path.join('.') || '(root)';
-      const where = origin.get(key) ?? (file ? `config file ${file}` : 'defaults');
+      const where = originOf(origin, issue.path.map(String)) ?? (file ? `config file ${file}` : 'defaults');
       const message = issue.code === 'unrecognized_keys' ? `unknown setting(s) ${issue.keys.join(', ')}` : issue.message;
       return `  ${key}: ${message} (from ${where})`;
     });
@@ -75,7 +84,17 @@ export function loadConfig(sources: ConfigSources = {}): ResolvedConfig {
     dataDir,
     storagePath: resolve(config.storage.path ?? `${dataDir}/storage`),
     metadataPath: resolve(config.metadata.path ?? `${dataDir}/stowage.db`),
+    adminPasswordFile: resolve(config.auth.adminPasswordFile ?? `${dataDir}/admin-password`),
   };
+}
+
+/** Where the value at `path` (or the setting that holds it, e.g. a list) came from. */
+function originOf(origin: Map<string, string>, path: string[]): string | undefined {
+  for (let n = path.length; n > 0; n--) {
+    const found = origin.get(path.slice(0, n).join('.'));
+    if (found) return found;
+  }
+  return undefined;
 }
 
 function setPath(target: Record<string, unknown>, key: string, value: unknown): void {

@@ -1,24 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { accessSettings, auditSchema, authSchema, tlsSchema, trustedProxiesSchema } from './access-schema.js';
+import { boolean, duration } from './primitives.js';
 
-/** "24h", "30m", "15s", "250ms", "2d" or a number of seconds, as milliseconds. */
-export const duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
-  if (typeof value === 'number') return Math.round(value * 1000);
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
-  if (!match) {
-    ctx.addIssue({ code: 'custom', message: `expected a duration such as 90s, 30m, 24h or 7d, got "${value}"` });
-    return z.NEVER;
-  }
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Math.round(Number(match[1]) * unit);
-});
+export { duration };
 
 const listen = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected HOST:PORT, e.g. 0.0.0.0:5000 or 127.0.0.1:5000').refine(
   (value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535,
   'port must be at most 65535',
 );
-
-const boolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
 export const configSchema = z
   .object({
@@ -58,6 +48,10 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    auth: authSchema.prefault({}),
+    tls: tlsSchema,
+    trustedProxies: trustedProxiesSchema,
+    audit: auditSchema,
   })
   .strict();
 
@@ -78,4 +72,5 @@ export const settings = [
   { key: 'workers', env: 'STOWAGE_WORKERS', flag: '--workers <n>', help: 'HTTP worker processes: auto (one per CPU core) or a number (default auto)' },
   { key: 'storage.path', env: 'STOWAGE_STORAGE_PATH', flag: '--storage-path <dir>', help: 'blob directory (default <data-dir>/storage)' },
   { key: 'metadata.path', env: 'STOWAGE_METADATA_PATH', flag: '--metadata-path <file>', help: 'SQLite database file (default <data-dir>/stowage.db)' },
+  ...accessSettings,
 ] as const;

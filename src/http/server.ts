@@ -3,9 +3,13 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
 import type { Registry } from '../registry/registry.js';
+import type { Control } from '../control/control.js';
+import { apiPlugin } from './api/plugin.js';
+import type { RegistryGuard } from './auth/registry-guard.js';
 import { sendError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { ociRoutes } from './oci/routes.js';
+import { tokenRoutes } from './token/routes.js';
 
 export interface HttpServerOptions {
   registry: Registry;
@@ -14,6 +18,20 @@ export interface HttpServerOptions {
   logRequests: boolean;
   /** Resolves when storage and metadata answer; rejects with the reason otherwise. */
   ready: () => Promise<void>;
+  /** Identity and access control: the /v2 guard, the token endpoint, the management API. */
+  access: {
+    guard: RegistryGuard;
+    control: Control;
+    /** `auth: none`: no token endpoint; the management API acts as an administrator. */
+    open: boolean;
+    service: string;
+    auditPulls: boolean;
+    version: string;
+  };
+  /** Serve HTTPS with this certificate and key (PEM); `hstsMaxAge` in seconds, 0 for none. */
+  tls?: { cert: Buffer; key: Buffer; hstsMaxAge: number };
+  /** Proxies whose X-Forwarded-For/-Proto/-Host are believed (addresses, CIDRs). */
+  trustedProxies: string[];
 }
 
 declare module 'fastify' {
@@ -47,7 +65,16 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 1000 },
-  });
+    trustProxy: options.trustedProxies.length > 0 ? options.trustedProxies : false,
+    ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}),
+  }) as unknown as FastifyInstance;
+
+  const hsts = options.tls && options.tls.hstsMaxAge > 0 ? `max-age=${options.tls.hstsMaxAge}` : undefined;
+  if (hsts) {
+    app.addHook('onSend', async (request, reply) => {
+      if (request.protocol === 'https') reply.header('strict-transport-security', hsts);
+    });
+  }
 
   // Once shutdown begins, responses close their connection, so that keep-alive clients do not
   // hold the shutdown until their idle timeout.
@@ -98,6 +125,9 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
   );
 
-  app.register(ociRoutes, { registry: options.registry });
+  const access = options.access;
+  app.register(ociRoutes, { registry: options.registry, guard: access.guard, audit: access.control.audit, auditPulls: access.auditPulls });
+  if (!access.open) app.register(tokenRoutes, { auth: access.control.auth, service: access.service });
+  app.register(apiPlugin, { control: access.control, open: access.open, version: access.version });
   return app;
 }

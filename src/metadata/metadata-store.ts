@@ -1,3 +1,5 @@
+import type { ControlStore } from './control-store.js';
+
 /**
  * Registry metadata: repositories, blob links, manifests with their references, tags with their
  * history, referrers and upload sessions. Each method that changes several facts does so in one
@@ -9,6 +11,8 @@ export interface MetadataStore {
   readonly manifests: ManifestQueries;
   readonly tags: TagQueries;
   readonly uploads: UploadQueries;
+  /** Identity and access control: users, projects, credentials, keys, audit log. */
+  readonly control: ControlStore;
   /** Checks that the database answers (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -23,8 +23,22 @@ export class ListingService {
     return paginate(n, (limit) => this.metadata.tags.list(repository, { last, limit }));
   }
 
-  async catalog(n: number | undefined, last: string | undefined): Promise<Page> {
-    return paginate(n, (limit) => this.metadata.repositories.list({ last, limit }));
+  /** Repository names; with `visible`, only those it accepts (read in chunks until the page is full). */
+  async catalog(n: number | undefined, last: string | undefined, visible?: (name: string) => Promise<boolean>): Promise<Page> {
+    if (!visible) return paginate(n, (limit) => this.metadata.repositories.list({ last, limit }));
+    return paginate(n, async (limit) => {
+      const found: string[] = [];
+      let cursor = last;
+      for (;;) {
+        const chunk = await this.metadata.repositories.list({ last: cursor, limit: Math.max(limit, 1000) });
+        for (const name of chunk) {
+          if (await visible(name)) found.push(name);
+          if (found.length === limit) return found;
+        }
+        if (chunk.length === 0) return found;
+        cursor = chunk[chunk.length - 1];
+      }
+    });
   }
 
   /** An OCI image index of the manifests whose subject is `digest`. */

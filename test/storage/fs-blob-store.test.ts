@@ -109,7 +109,7 @@ describe('FsBlobStore', () => {
       })(),
     );
     await expect(store.appendUpload(id, dropped, 4)).rejects.toThrow('client disconnected');
-    const data = join(root, 'uploads', id, 'data');
+    const data = join(root, 'uploads', id);
     // The scenario is real: the failed append left bytes past the acknowledged offset.
     expect((await stat(data)).size).toBeGreaterThan(4);
     expect(await store.appendUpload(id, Readable.from([Buffer.from('tail')]), 4)).toBe(8);
@@ -126,14 +126,16 @@ describe('FsBlobStore', () => {
     expect(await store.stat(`sha256:${'b'.repeat(64)}`)).toBeNull();
   });
 
-  it('lists and aborts an upload directory left without data by a crash', async () => {
-    const id = randomUUID();
-    await mkdir(join(root, 'uploads', id), { recursive: true });
-    const uploads = await collect(store.listUploads());
-    expect(uploads.map((u) => u.id)).toEqual([id]);
-    expect(uploads[0]!.modifiedAt).toBeInstanceOf(Date);
-    await store.abortUpload(id);
-    expect(await collect(store.listUploads())).toEqual([]);
+  it('keeps each upload as one file under uploads/, removed by commit or abort', async () => {
+    const committed = randomUUID();
+    const aborted = randomUUID();
+    await store.createUpload(committed);
+    await store.createUpload(aborted);
+    expect((await readdir(join(root, 'uploads'))).sort()).toEqual([committed, aborted].sort());
+    await store.appendUpload(committed, Readable.from([Buffer.from('abc')]), 0);
+    await store.commitUpload(committed, `sha256:${createHash('sha256').update('abc').digest('hex')}`, 3);
+    await store.abortUpload(aborted);
+    expect(await readdir(join(root, 'uploads'))).toEqual([]);
   });
 
   it('ignores foreign files when listing', async () => {

@@ -107,6 +107,7 @@ export class TestApp {
   constructor(
     public app: App,
     readonly dataDir: string,
+    readonly settings: AppSettings = {},
   ) {}
 
   inject(options: InjectOptions): Promise<Response> {
@@ -211,7 +212,7 @@ export class TestApp {
   /** Closes the app and opens a new one on the same data directory (a server restart). */
   async restart(): Promise<void> {
     await this.app.close();
-    this.app = await openApp(this.dataDir);
+    this.app = await openApp(this.dataDir, this.settings);
   }
 
   /** Ids of the upload staging areas present in the blob store, sorted. */
@@ -246,10 +247,19 @@ export class TestApp {
   }
 }
 
-/** A Stowage app on a fresh temporary data directory (removed by cleanup()). */
-export async function createTestApp(): Promise<TestApp> {
+/** Settings other than the defaults of createTestApp(), by config key and as environment. */
+export interface AppSettings {
+  flags?: Record<string, string>;
+  env?: Record<string, string>;
+}
+
+/**
+ * A Stowage app on a fresh temporary data directory (removed by cleanup()), with open access
+ * unless `settings` says otherwise (e.g. flags { 'auth.mode': 'token' }).
+ */
+export async function createTestApp(settings: AppSettings = {}): Promise<TestApp> {
   const dataDir = await mkdtemp(join(tmpdir(), 'stowage-http-'));
-  return new TestApp(await openApp(dataDir), dataDir);
+  return new TestApp(await openApp(dataDir, settings), dataDir, settings);
 }
 
 /** The Location header of a response (which must have one). */
@@ -264,7 +274,8 @@ export function withQuery(url: string, params: Record<string, string>): string {
   return `${url}${url.includes('?') ? '&' : '?'}${new URLSearchParams(params).toString()}`;
 }
 
-async function openApp(dataDir: string): Promise<App> {
-  const config = loadConfig({ flags: { dataDir, 'log.requests': 'false' }, env: {} });
+async function openApp(dataDir: string, settings: AppSettings): Promise<App> {
+  // Open access by default: these suites test the registry API (test/auth/ tests access control).
+  const config = loadConfig({ flags: { dataDir, 'log.requests': 'false', 'auth.mode': 'none', ...settings.flags }, env: settings.env ?? {} });
   return createApp(config, pino({ level: 'silent' }));
 }

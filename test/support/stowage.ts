@@ -47,7 +47,9 @@ export async function startStowage(
     ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'serve', '--listen', host, '--data-dir', dataDir, ...(options.args ?? [])],
     {
       cwd: root,
-      env: { ...process.env, STOWAGE_LOG_LEVEL: 'warn', ...options.env },
+      // Open access unless the caller turns authentication on (env STOWAGE_AUTH: 'token'): the
+      // data-plane suites test the registry API, the access suites pass their own settings.
+      env: { ...process.env, STOWAGE_LOG_LEVEL: 'warn', STOWAGE_AUTH: 'none', ...options.env },
       stdio: ['ignore', 'inherit', 'inherit'],
     },
   );

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from '../../registry/registry.js';
+import type { RequestAuth } from '../auth/registry-guard.js';
 
 /** What every /v2 handler receives: the parsed route plus the domain. */
 export interface OciContext {
@@ -11,6 +12,8 @@ export interface OciContext {
   /** The route's last path segment: digest, reference or upload id. */
   param: string;
   query: URLSearchParams;
+  /** Who the request acts as (already allowed what the route needs). */
+  auth: RequestAuth;
 }
 
 export type OciHandler = (ctx: OciContext) => Promise<unknown>;

@@ -11,13 +11,14 @@ export async function listTags({ reply, registry, name, query }: OciContext) {
 }
 
 /** GET /v2/_catalog with n and last. */
-export async function listCatalog({ reply, registry, query }: OciContext) {
+export async function listCatalog({ reply, registry, query, auth }: OciContext) {
   const n = validPageSize(query);
   const last = query.get('last') ?? undefined;
   if (last !== undefined && last !== '' && !isRepositoryName(last)) {
     throw new RegistryError('NAME_INVALID', '`last` must be a repository name', { last: last.slice(0, 300) });
   }
-  const page = await registry.listing.catalog(n, last || undefined);
+  // Only the repositories the caller may pull.
+  const page = await registry.listing.catalog(n, last || undefined, await auth.pullFilter());
   if (page.next !== undefined) reply.header('link', nextLink('/v2/_catalog', n, page.next));
   return reply.type('application/json').send({ repositories: page.items });
 }

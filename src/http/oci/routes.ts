@@ -1,4 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Access, RepositoryAction } from '../../auth/access.js';
+import type { AuditLog } from '../../control/audit.js';
+import type { RegistryGuard } from '../auth/registry-guard.js';
 import { RegistryError } from '../../registry/errors.js';
 import { requireRepositoryName } from '../../registry/names.js';
 import type { Registry } from '../../registry/registry.js';
@@ -15,27 +18,52 @@ interface Route {
   /** Matches the path after `/v2/`; group 1 is the repository name, group 2 the parameter. */
   pattern: RegExp;
   methods: Partial<Record<string, OciHandler>>;
+  /** The access each method needs on the route's repository (the catalog needs registry:catalog:*). */
+  access: Partial<Record<string, RepositoryAction>>;
+  /** Audit log action of a successful request, by method. */
+  audit?: Partial<Record<string, string>>;
 }
 
 // Repository names contain slashes, so routes are matched on the path's tail. The name group
 // is greedy and validated afterwards against the spec's grammar.
 const routes: Route[] = [
-  { label: 'catalog', pattern: /^_catalog$/, methods: { GET: listCatalog } },
-  { label: 'upload', pattern: /^(.+)\/blobs\/uploads\/?$/, methods: { POST: startUpload } },
+  { label: 'catalog', pattern: /^_catalog$/, methods: { GET: listCatalog }, access: {} },
+  // A mount also needs pull on `from`: checked by the handler, which falls back to an upload.
+  { label: 'upload', pattern: /^(.+)\/blobs\/uploads\/?$/, methods: { POST: startUpload }, access: { POST: 'push' } },
   {
     label: 'upload_session',
     pattern: /^(.+)\/blobs\/uploads\/([^/]+)$/,
     methods: { GET: uploadStatus, PATCH: patchUpload, PUT: completeUpload, DELETE: cancelUpload },
+    access: { GET: 'push', PATCH: 'push', PUT: 'push', DELETE: 'push' },
   },
-  { label: 'blob', pattern: /^(.+)\/blobs\/([^/]+)$/, methods: { HEAD: headBlob, GET: getBlob, DELETE: deleteBlob } },
+  {
+    label: 'blob',
+    pattern: /^(.+)\/blobs\/([^/]+)$/,
+    methods: { HEAD: headBlob, GET: getBlob, DELETE: deleteBlob },
+    access: { HEAD: 'pull', GET: 'pull', DELETE: 'delete' },
+    audit: { DELETE: 'blob.delete' },
+  },
   {
     label: 'manifest',
     pattern: /^(.+)\/manifests\/([^/]+)$/,
     methods: { HEAD: headManifest, GET: getManifest, PUT: putManifest, DELETE: deleteManifest },
+    access: { HEAD: 'pull', GET: 'pull', PUT: 'push', DELETE: 'delete' },
+    audit: { GET: 'manifest.pull', PUT: 'manifest.push', DELETE: 'manifest.delete' },
   },
-  { label: 'tags', pattern: /^(.+)\/tags\/list$/, methods: { GET: listTags } },
-  { label: 'referrers', pattern: /^(.+)\/referrers\/([^/]+)$/, methods: { GET: listReferrers } },
+  { label: 'tags', pattern: /^(.+)\/tags\/list$/, methods: { GET: listTags }, access: { GET: 'pull' } },
+  { label: 'referrers', pattern: /^(.+)\/referrers\/([^/]+)$/, methods: { GET: listReferrers }, access: { GET: 'pull' } },
 ];
+
+const catalogAccess: Access[] = [{ type: 'registry', name: 'catalog', actions: ['*'] }];
+
+export interface OciRoutesOptions {
+  registry: Registry;
+  /** Authentication and authorization of every request. */
+  guard: RegistryGuard;
+  audit: AuditLog;
+  /** Record manifest pulls in the audit log (one entry per manifest GET). */
+  auditPulls: boolean;
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -45,7 +73,7 @@ declare module 'fastify' {
 }
 
 /** The OCI Distribution API under /v2/. */
-export async function ociRoutes(app: FastifyInstance, { registry }: { registry: Registry }) {
+export async function ociRoutes(app: FastifyInstance, options: OciRoutesOptions) {
   // Blob bodies are streamed from request.raw by the handlers; nothing is parsed or buffered.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
@@ -60,6 +88,11 @@ export async function ociRoutes(app: FastifyInstance, { registry }: { registry: 
     exposeHeadRoute: true,
     handler: async (request, reply) => {
       request.routeLabel = 'base';
+      try {
+        await options.guard.check(request, []);
+      } catch (error) {
+        return sendError(request, reply, error);
+      }
       return reply.type('application/json').send('{}');
     },
   });
@@ -68,11 +101,11 @@ export async function ociRoutes(app: FastifyInstance, { registry }: { registry: 
     method: ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'],
     url: '/v2/*',
     exposeHeadRoute: false,
-    handler: (request, reply) => dispatch(request, reply, registry),
+    handler: (request, reply) => dispatch(request, reply, options),
   });
 }
 
-async function dispatch(request: FastifyRequest, reply: FastifyReply, registry: Registry) {
+async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry, guard, audit, auditPulls }: OciRoutesOptions) {
   const queryStart = request.url.indexOf('?');
   const path = request.url.slice(4, queryStart === -1 ? undefined : queryStart);
   const query = new URLSearchParams(queryStart === -1 ? '' : request.url.slice(queryStart + 1));
@@ -87,7 +120,24 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, registry: 
         throw new RegistryError('METHOD_UNKNOWN', `${request.method} is not allowed here; allowed: ${Object.keys(route.methods).join(', ')}`);
       }
       const name = match[1] === undefined ? '' : requireRepositoryName(match[1]);
-      return await handler({ request, reply, registry, name, param: match[2] ?? '', query });
+      const action = route.access[request.method];
+      const auth = await guard.check(request, action ? [{ type: 'repository', name, actions: [action] }] : catalogAccess);
+      if (action === 'push') await guard.beforePush(auth, name);
+      const param = match[2] ?? '';
+      const result = await handler({ request, reply, registry, name, param, query, auth });
+      const event = route.audit?.[request.method];
+      if (event && reply.statusCode < 300 && (auditPulls || event !== 'manifest.pull')) {
+        const digest = reply.getHeader('docker-content-digest');
+        const target = param.includes(':') ? `${name}@${param}` : `${name}:${param}`;
+        const tagDeleted = event === 'manifest.delete' && !param.includes(':');
+        audit.record(auth.actor, {
+          action: tagDeleted ? 'tag.delete' : event,
+          result: 'success',
+          target,
+          detail: typeof digest === 'string' && !param.includes(':') ? { digest } : null,
+        });
+      }
+      return result;
     }
     request.routeLabel = 'unknown';
     throw new RegistryError('NOT_FOUND', 'no such endpoint in the registry API', { path: path.slice(0, 300) });

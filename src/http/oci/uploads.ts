@@ -5,13 +5,18 @@ import { rangeHeader, type AppendOptions, type UploadStatus } from '../../regist
 import { contentLength, hasBody, type OciContext } from './context.js';
 
 /** POST /v2/<name>/blobs/uploads/: a mount, a monolithic upload, or a new session. */
-export async function startUpload({ request, reply, registry, name, query }: OciContext) {
+export async function startUpload({ request, reply, registry, name, query, auth }: OciContext) {
   const mount = query.get('mount');
   if (mount !== null) {
     const from = query.get('from');
-    const blob = await registry.blobs.mount(name, mount, from === null ? undefined : requireRepositoryName(from));
+    const source = from === null ? undefined : requireRepositoryName(from);
+    // A mount reads from its source: it needs pull there (without `from`, from anywhere: admins only).
+    const allowed = await auth.permits(
+      source === undefined ? { type: 'system', name: 'admin', actions: ['*'] } : { type: 'repository', name: source, actions: ['pull'] },
+    );
+    const blob = allowed ? await registry.blobs.mount(name, mount, source) : null;
     if (blob) return created(reply, name, blob.digest);
-    // Not mountable: fall back to a new session, as the spec says.
+    // Not mountable (or not allowed): fall back to a new session, as the spec says.
   }
   const digest = query.get('digest');
   if (digest !== null && mount === null) {

@@ -8,6 +8,7 @@ import {
   type Migration,
   type MigrationProvider,
 } from 'kysely';
+import { identityMigration } from './identity-migration.js';
 import type { SqlDialect } from './schema.js';
 
 /** Kysely's default bookkeeping table; kept so that the standard tooling can read it. */
@@ -27,6 +28,9 @@ export class MetadataSchemaTooNewError extends Error {
 
 /** What `addColumn` accepts as a type (Kysely does not export this alias). */
 type DataTypeExpression = ColumnDataType | Expression<any>;
+
+/** The column types of columnTypes(), for migrations kept in other files. */
+export type ColumnTypes = ReturnType<typeof columnTypes>;
 
 /** Column types where SQLite and PostgreSQL differ. */
 function columnTypes(dialect: SqlDialect) {
@@ -197,6 +201,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
         }
       },
     },
+    '0002_identity': identityMigration(t),
   };
 }
 

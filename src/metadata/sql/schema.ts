@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { ControlDatabase } from './control-schema.js';
 
 /** The SQL dialects the metadata store runs on. Migrations pick column types by it. */
 export type SqlDialect = 'sqlite' | 'postgres';
@@ -91,7 +92,8 @@ export interface UploadTable {
   append_expires_at: ColumnType<number | string | null, number | null | undefined, number | null>;
 }
 
-export interface Database {
+/** Registry tables, plus identity and access control (control-schema.ts). */
+export interface Database extends ControlDatabase {
   repositories: RepositoryTable;
   blobs: BlobTable;
   repository_blobs: RepositoryBlobTable;

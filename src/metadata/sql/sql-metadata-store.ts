@@ -21,6 +21,8 @@ import {
   type UploadRecord,
 } from '../metadata-store.js';
 import type { Database, Id, UploadTable } from './schema.js';
+import type { ControlStore } from '../control-store.js';
+import { SqlControlStore } from './control/sql-control-store.js';
 import { precompile } from './precompiled.js';
 
 export interface SqlMetadataStoreOptions {
@@ -51,6 +53,7 @@ export class SqlMetadataStore implements MetadataStore {
   readonly manifests: ManifestQueries;
   readonly tags: TagQueries;
   readonly uploads: UploadQueries;
+  readonly control: ControlStore;
 
   constructor(
     private readonly db: Db,
@@ -62,6 +65,7 @@ export class SqlMetadataStore implements MetadataStore {
     this.manifests = new SqlManifests(db, now);
     this.tags = new SqlTags(db, now);
     this.uploads = new SqlUploads(db, now);
+    this.control = new SqlControlStore(db, now);
   }
 
   async ping(): Promise<void> {

@@ -21,13 +21,15 @@ const ALGORITHMS = ['sha256', 'sha512'];
  * BlobStore on a local filesystem.
  *
  *   root/blobs/<algo>/<first two hex>/<hex>   committed blobs
- *   root/uploads/<id>/data                    upload staging (same filesystem, so commit is a rename)
+ *   root/uploads/<id>                         upload staging (same filesystem, so commit is a rename)
  *   root/tmp/                                 scratch for ping()
  *
  * The constructor does no I/O: directories are created lazily, when first written to.
  */
 export class FsBlobStore implements BlobStore {
   private readonly root: string;
+  /** Directories known to exist, so hot paths skip mkdir (they are never removed while running). */
+  private readonly knownDirs = new Set<string>();
 
   constructor(root: string) {
     // Absolute, so the paths mkdir reports compare equal to ours (see mkdirDurable).
@@ -76,10 +78,10 @@ export class FsBlobStore implements BlobStore {
   }
 
   async createUpload(id: string): Promise<void> {
-    const dir = this.uploadDir(id);
-    await mkdir(dir, { recursive: true });
+    const path = this.uploadData(id);
+    await this.ensureDir(dirname(path));
     // 'wx': an existing upload with this id is a caller bug, not something to silently reset.
-    await writeFile(join(dir, 'data'), '', { flag: 'wx' });
+    await writeFile(path, '', { flag: 'wx' });
   }
 
   async appendUpload(id: string, data: Readable, offset: number): Promise<number> {
@@ -123,14 +125,13 @@ export class FsBlobStore implements BlobStore {
 
   async commitUpload(id: string, digest: string, size: number): Promise<void> {
     const target = this.blobPath(digest);
-    const uploadDir = this.uploadDir(id);
+    const source = this.uploadData(id);
     // Content addressing: an existing blob has these very bytes, so a retry or a duplicate
     // upload only has to clean up.
     if (await this.stat(digest)) {
-      await rm(uploadDir, { recursive: true, force: true });
+      await rm(source, { force: true });
       return;
     }
-    const source = this.uploadData(id);
     const handle = await open(source, 'r+').catch((err: unknown) => {
       throw isErrno(err, 'ENOENT') ? new UploadNotFoundError(id) : err;
     });
@@ -144,23 +145,19 @@ export class FsBlobStore implements BlobStore {
       await handle.close();
     }
     const dir = dirname(target);
-    await mkdirDurable(dir);
+    await this.ensureDir(dir, true);
     await rename(source, target); // atomic: the blob is either absent or complete
     await fsyncDir(dir); // make the new name itself durable before acknowledging
-    await rm(uploadDir, { recursive: true, force: true });
   }
 
   async abortUpload(id: string): Promise<void> {
-    await rm(this.uploadDir(id), { recursive: true, force: true });
+    await rm(this.uploadData(id), { force: true });
   }
 
   async *listUploads(): AsyncIterable<{ id: string; modifiedAt: Date }> {
     for (const id of await readdirOrEmpty(join(this.root, 'uploads'))) {
       if (!UPLOAD_ID.test(id)) continue;
-      // A directory without data is left by a crash during commit or create: report it by the
-      // directory's own mtime, so garbage collection can still expire it.
-      const s =
-        (await statOrNull(this.uploadData(id))) ?? (await statOrNull(this.uploadDir(id)));
+      const s = await statOrNull(this.uploadData(id)); // null when completed meanwhile
       if (s) yield { id, modifiedAt: s.mtime };
     }
   }
@@ -184,13 +181,18 @@ export class FsBlobStore implements BlobStore {
     return join(this.root, 'blobs', algo, hex.slice(0, 2), hex);
   }
 
-  private uploadDir(id: string): string {
+  private uploadData(id: string): string {
+    // Callers validate ids, but a path is built from it: refuse anything else here too.
     if (!UPLOAD_ID.test(id)) throw new Error(`invalid upload id: ${JSON.stringify(id)}`);
     return join(this.root, 'uploads', id);
   }
 
-  private uploadData(id: string): string {
-    return join(this.uploadDir(id), 'data');
+  /** mkdir -p once per directory and process; `durable` also fsyncs the parents it created. */
+  private async ensureDir(dir: string, durable = false): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    if (durable) await mkdirDurable(dir);
+    else await mkdir(dir, { recursive: true });
+    this.knownDirs.add(dir);
   }
 
   private async uploadSize(id: string): Promise<number> {

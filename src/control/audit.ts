@@ -1,0 +1,105 @@
+import type { Logger } from 'pino';
+import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged } from '../metadata/control-store.js';
+import { actorName, type Actor } from '../auth/principal.js';
+import { projectOf } from '../auth/authorizer.js';
+
+export interface AuditEvent {
+  action: string;
+  result: AuditResult;
+  /** What was acted on: `team/app:v1`, `team/app@sha256:…`, a user or project name. */
+  target?: string | null;
+  /** The project concerned; derived from a repository target when not given. */
+  project?: string | null;
+  /** Small, secret-free facts (digest, role, reason). */
+  detail?: Record<string, unknown> | null;
+}
+
+export interface AuditLogOptions {
+  /** Entries are written in batches: after this long, or when this many wait. */
+  flushMs?: number;
+  batchSize?: number;
+  now?: () => number;
+}
+
+/**
+ * The audit log: pushes, manifest pulls, deletions, tag moves, logins (success and failure),
+ * credential creation and permission changes, each with actor, source address, time, target and
+ * result. Entries are buffered and written in one transaction per batch (every `flushMs`, by
+ * default 500 ms), so that recording a manifest pull costs no database write on the request's
+ * path; a crash can lose the last fraction of a second of entries. `flush()` writes at once
+ * (queries and shutdown call it).
+ */
+export class AuditLog {
+  private buffer: AuditEntry[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private readonly flushMs: number;
+  private readonly batchSize: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: AuditQueries,
+    private readonly logger: Logger,
+    options: AuditLogOptions = {},
+  ) {
+    this.flushMs = options.flushMs ?? 500;
+    this.batchSize = options.batchSize ?? 500;
+    this.now = options.now ?? Date.now;
+  }
+
+  record(actor: Actor, event: AuditEvent): void {
+    const principal = actor.principal;
+    this.buffer.push({
+      at: new Date(this.now()),
+      actor: actorName(principal),
+      actorKind: principal.kind,
+      address: actor.address,
+      action: event.action,
+      project: event.project !== undefined ? event.project : event.target ? projectOfTarget(event.target) : null,
+      target: event.target ?? null,
+      result: event.result,
+      detail: event.detail ?? null,
+    });
+    if (this.buffer.length >= this.batchSize) void this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => void this.flush(), this.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes what is buffered; resolves when everything recorded before the call is stored. */
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const batch = this.buffer;
+    this.buffer = [];
+    this.writing = this.writing.then(async () => {
+      if (batch.length === 0) return;
+      try {
+        await this.store.append(batch);
+      } catch (error) {
+        // The log must not take requests down with it; the loss itself is logged.
+        this.logger.error({ err: error, entries: batch.length }, 'writing audit log entries failed');
+      }
+    });
+    return this.writing;
+  }
+
+  async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>> {
+    await this.flush();
+    return this.store.query(filter, page);
+  }
+
+  /** Removes entries older than the retention. */
+  async purge(retentionMs: number): Promise<number> {
+    return this.store.purge(new Date(this.now() - retentionMs));
+  }
+}
+
+/** The project of a target such as `team/app:v1` or `team/app@sha256:…`. */
+function projectOfTarget(target: string): string | null {
+  const name = target.split(/[:@]/, 1)[0]!;
+  return /^[a-z0-9]/.test(name) ? projectOf(name) : null;
+}

@@ -1,0 +1,35 @@
+import type { AuthService } from '../auth/service.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { AuditLog } from './audit.js';
+import { AuditService } from './audit-service.js';
+import { ProjectService } from './projects.js';
+import { RepositoryService } from './repositories.js';
+import { RobotService } from './robots.js';
+import { PersonalTokenService } from './tokens.js';
+import { UserService } from './users.js';
+
+/** The management domain: what the API and the CLI call, every method authorizing its actor. */
+export interface Control {
+  auth: AuthService;
+  audit: AuditLog;
+  auditSearch: AuditService;
+  users: UserService;
+  projects: ProjectService;
+  robots: RobotService;
+  tokens: PersonalTokenService;
+  repositories: RepositoryService;
+}
+
+export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog): Control {
+  const store = metadata.control;
+  return {
+    auth,
+    audit,
+    auditSearch: new AuditService(audit, auth),
+    users: new UserService(store, auth, audit),
+    projects: new ProjectService(store, auth, audit),
+    robots: new RobotService(store, auth, audit),
+    tokens: new PersonalTokenService(store, auth, audit),
+    repositories: new RepositoryService(store, metadata.tags, auth, audit),
+  };
+}

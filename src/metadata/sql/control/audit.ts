@@ -1,0 +1,67 @@
+import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged } from '../../control-store.js';
+import { date, id, type Db } from './common.js';
+
+/** Rows per multi-row INSERT: far below SQLite's and PostgreSQL's parameter limits. */
+const CHUNK = 200;
+
+export class SqlAudit implements AuditQueries {
+  constructor(private readonly db: Db) {}
+
+  async append(entries: AuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < entries.length; i += CHUNK) {
+        await trx
+          .insertInto('audit_log')
+          .values(
+            entries.slice(i, i + CHUNK).map((e) => ({
+              at: e.at.getTime(),
+              actor: e.actor,
+              actor_kind: e.actorKind,
+              address: e.address,
+              action: e.action,
+              project: e.project,
+              target: e.target,
+              result: e.result,
+              detail: e.detail === null ? null : JSON.stringify(e.detail),
+            })),
+          )
+          .execute();
+      }
+    });
+  }
+
+  async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>> {
+    let query = this.db.selectFrom('audit_log');
+    if (filter.actor !== undefined) query = query.where('actor', '=', filter.actor);
+    if (filter.project !== undefined) query = query.where('project', '=', filter.project);
+    if (filter.action !== undefined) query = query.where('action', '=', filter.action);
+    if (filter.result !== undefined) query = query.where('result', '=', filter.result);
+    if (filter.from !== undefined) query = query.where('at', '>=', filter.from.getTime());
+    if (filter.to !== undefined) query = query.where('at', '<', filter.to.getTime());
+    const [rows, count] = await Promise.all([
+      query.selectAll().orderBy('at', 'desc').orderBy('id', 'desc').limit(page.limit).offset(page.offset).execute(),
+      query.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow(),
+    ]);
+    return {
+      total: Number(count.n),
+      items: rows.map((row) => ({
+        id: id(row.id),
+        at: date(row.at),
+        actor: row.actor,
+        actorKind: row.actor_kind,
+        address: row.address,
+        action: row.action,
+        project: row.project,
+        target: row.target,
+        result: row.result as AuditResult,
+        detail: row.detail === null ? null : (JSON.parse(row.detail) as Record<string, unknown>),
+      })),
+    };
+  }
+
+  async purge(before: Date): Promise<number> {
+    const result = await this.db.deleteFrom('audit_log').where('at', '<', before.getTime()).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}
