@@ -37,6 +37,17 @@ export interface BlobStore {
   abortUpload(id: string): Promise<void>;
   /** Every upload staging area, with the time it was last written. */
   listUploads(): AsyncIterable<{ id: string; modifiedAt: Date }>;
+  /**
+   * Optional: removes half-written staging data begun before `before` that no upload can use
+   * any more (e.g. S3 multipart uploads of appends cut short by a crash). Resolves to how many.
+   */
+  abortStaleWrites?(before: Date): Promise<number>;
+
+  /**
+   * Optional: a URL from which a client may fetch the blob directly (e.g. pre-signed S3), or
+   * null when redirects are off. Lets blob GETs bypass this node.
+   */
+  redirectUrl?(digest: string): Promise<string | null>;
 
   /** Checks that the backend is reachable and writable (for /readyz). */
   ping(): Promise<void>;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely, type Selectable, type UpdateQueryBuilder, type UpdateResult } from 'kysely';
 import {
   BlobInUseError,
@@ -32,6 +33,10 @@ export interface SqlMetadataStoreOptions {
 
 /** Rows per multi-row INSERT and values per IN list: far below SQLite's and PostgreSQL's limits. */
 const CHUNK = 500;
+
+/** PostgreSQL's serialization_failure and deadlock_detected: the transaction can simply run again. */
+const RETRYABLE = new Set(['40001', '40P01']);
+const TRANSACTION_ATTEMPTS = 5;
 
 type Db = Kysely<Database>;
 
@@ -184,11 +189,11 @@ class SqlBlobs implements BlobQueries {
 
 
   async link(repository: string, blob: BlobRecord): Promise<void> {
-    await this.db.transaction().execute((trx) => linkBlob(trx, repository, blob, this.now()));
+    await transaction(this.db, (trx) => linkBlob(trx, repository, blob, this.now()));
   }
 
   async unlink(repository: string, digest: string): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
+    return transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
       const user = await trx
@@ -261,9 +266,11 @@ class SqlManifests implements ManifestQueries {
 
 
   async put(repository: string, manifest: NewManifest, tag?: string): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    await transaction(this.db, async (trx) => {
+      const repositoryId = await ensureRepository(trx, repository, this.now());
+      // Read the clock once the repository is locked, so that moves of a tag get their times in
+      // the order they commit.
       const at = this.now();
-      const repositoryId = await ensureRepository(trx, repository, at);
       let manifestId = await findManifestId(trx, repositoryId, manifest.digest);
       if (manifestId === undefined) {
         // A stored manifest's references were checked when it was stored and are held since
@@ -328,7 +335,7 @@ class SqlManifests implements ManifestQueries {
   }
 
   async delete(repository: string, digest: string): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
+    return transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
       const manifestId = await findManifestId(trx, repositoryId, digest);
@@ -423,7 +430,7 @@ class SqlTags implements TagQueries {
   }
 
   async delete(repository: string, tag: string): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
+    return transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
       const current = await currentTag(trx, repositoryId, tag);
@@ -454,7 +461,8 @@ class SqlTags implements TagQueries {
       .select(['h.tag', 'h.previous_digest', 'h.digest', 'h.at'])
       .where('r.name', '=', repository)
       .where('h.tag', '=', tag)
-      .orderBy('h.at', 'desc')
+      // Insertion order is commit order: every move of a repository's tags is written while its
+      // repository row is locked. (Times from several nodes' clocks may disagree.)
       .orderBy('h.id', 'desc')
       .execute();
     return rows.map((row) => ({
@@ -517,7 +525,7 @@ class SqlUploads implements UploadQueries {
   }
 
   async complete(id: string, blob: BlobRecord, lease?: AppendLease): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    await transaction(this.db, async (trx) => {
       let removal = trx.deleteFrom('uploads').where('id', '=', id);
       if (lease) removal = removal.where('append_generation', '=', lease.generation).where('append_expires_at', 'is not', null);
       const upload = await removal.returning('repository').executeTakeFirst();
@@ -550,6 +558,23 @@ class SqlUploads implements UploadQueries {
       .select((eb) => eb.fn.countAll().as('n'))
       .executeTakeFirstOrThrow();
     return Number(row.n);
+  }
+}
+
+/**
+ * Runs `work` in a transaction, again (after a short random pause) when the database aborted it
+ * as a serialization failure or a deadlock victim: `work` only reads and writes through `trx`,
+ * so a rerun starts from scratch. Other errors (and the domain errors thrown by `work`) pass.
+ */
+async function transaction<T>(db: Db, work: (trx: Db) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(work);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (attempt >= TRANSACTION_ATTEMPTS || typeof code !== 'string' || !RETRYABLE.has(code)) throw error;
+      await sleep(Math.random() * 5 * 2 ** attempt);
+    }
   }
 }
 

@@ -1,0 +1,133 @@
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { MetadataSchemaTooNewError, MIGRATION_TABLE } from '../../src/metadata/sql/migrations.js';
+import { openPostgresMetadataStore } from '../../src/metadata/sql/postgres.js';
+import { metadataStoreSuite } from '../shared/metadata-store-suite.js';
+import { createDatabase } from '../support/services.js';
+
+// PostgreSQL started by the global setup; a new database per test.
+metadataStoreSuite('PostgreSQL', async () => {
+  const database = await createDatabase('suite');
+  const store = await openPostgresMetadataStore(database.url, { poolSize: 4 });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await database.drop();
+    },
+  };
+});
+
+const blob = { digest: `sha256:${'a'.repeat(64)}`, size: 42 };
+
+function manifestOf(seed: string) {
+  const content = Buffer.from(JSON.stringify({ schemaVersion: 2, seed }));
+  return {
+    digest: `sha256:${Buffer.from(seed).toString('hex').padEnd(64, '0').slice(0, 64)}`,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: content.length,
+    content,
+    artifactType: null,
+    subject: null,
+    annotations: null,
+    blobs: [blob.digest],
+    children: [],
+  };
+}
+
+async function query(url: string, text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await client.query(text, values);
+  } finally {
+    await client.end();
+  }
+}
+
+describe('PostgreSQL metadata store', () => {
+  it('migrates once when several nodes start together (advisory lock), then shares the data', async () => {
+    const database = await createDatabase('concurrent-migrations');
+    try {
+      // Eight "nodes" open the same empty database at the same moment.
+      const stores = await Promise.all(Array.from({ length: 8 }, () => openPostgresMetadataStore(database.url, { poolSize: 2 })));
+      const migrations = await query(database.url, `select name from ${MIGRATION_TABLE} order by name`);
+      expect(migrations.rows.map((r: { name: string }) => r.name)).toEqual(
+        [...new Set(migrations.rows.map((r: { name: string }) => r.name))],
+      );
+      expect(migrations.rows.length).toBeGreaterThanOrEqual(1);
+      // What one node writes, every other reads.
+      await stores[0]!.blobs.link('lib/app', blob);
+      await stores[3]!.manifests.put('lib/app', manifestOf('one'), 'latest');
+      for (const store of stores) {
+        expect((await store.tags.get('lib/app', 'latest'))?.digest).toBe(manifestOf('one').digest);
+      }
+      await Promise.all(stores.map((s) => s.close()));
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('refuses to start against a schema newer than the code, with a clear message', async () => {
+    const database = await createDatabase('too-new');
+    try {
+      const store = await openPostgresMetadataStore(database.url);
+      await store.close();
+      await query(database.url, `insert into ${MIGRATION_TABLE} (name, timestamp) values ($1, $2)`, [
+        '9999_from_the_future',
+        new Date().toISOString(),
+      ]);
+      const error = await openPostgresMetadataStore(database.url).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(MetadataSchemaTooNewError);
+      expect(error).toMatchObject({ unknownMigrations: ['9999_from_the_future'] });
+      expect((error as Error).message).toMatch(/newer than this version of Stowage.*9999_from_the_future/);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('stores 64-bit sizes and reads them back as numbers; orders names byte-wise', async () => {
+    const database = await createDatabase('types');
+    const store = await openPostgresMetadataStore(database.url);
+    try {
+      const big = { digest: `sha256:${'b'.repeat(64)}`, size: 2 ** 40 + 7 };
+      await store.blobs.link('r', big);
+      expect(await store.blobs.getInRepository('r', big.digest)).toEqual(big);
+      expect(await store.blobs.totalSize()).toBe(big.size);
+      // Byte order, not the locale's: uppercase before lowercase, '-' before digits.
+      for (const name of ['b', 'B', 'a-1', 'a1', 'a']) await store.blobs.link(name, blob);
+      expect(await store.repositories.list({ limit: 10 })).toEqual(['B', 'a', 'a-1', 'a1', 'b', 'r']);
+      const types = await query(database.url, `select pg_typeof(size)::text as t from blobs limit 1`);
+      expect(types.rows[0]).toEqual({ t: 'bigint' });
+    } finally {
+      await store.close();
+      await database.drop();
+    }
+  });
+
+  it('keeps tags consistent when many connections move them at once (last writer wins)', async () => {
+    const database = await createDatabase('contention');
+    const writers = await Promise.all(Array.from({ length: 4 }, () => openPostgresMetadataStore(database.url, { poolSize: 4 })));
+    try {
+      await writers[0]!.blobs.link('r', blob);
+      const manifests = Array.from({ length: 12 }, (_, i) => manifestOf(`m${i}`));
+      // Each writer pushes every manifest to three shared tags, in a different order.
+      await Promise.all(
+        writers.flatMap((w, wi) =>
+          manifests.map((m, mi) => w.manifests.put('r', m, ['x', 'y', 'z'][(mi + wi) % 3]!)),
+        ),
+      );
+      for (const tag of ['x', 'y', 'z']) {
+        const current = await writers[1]!.tags.get('r', tag);
+        const history = await writers[2]!.tags.history('r', tag);
+        // The newest history entry is what the tag names now, and the chain of moves is unbroken.
+        expect(history[0]?.digest).toBe(current?.digest);
+        for (let i = 0; i < history.length - 1; i++) expect(history[i]!.previousDigest).toBe(history[i + 1]!.digest);
+        expect(await writers[3]!.manifests.get('r', current!.digest)).not.toBeNull();
+      }
+    } finally {
+      await Promise.all(writers.map((w) => w.close()));
+      await database.drop();
+    }
+  });
+});
