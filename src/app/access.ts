@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
-import { AuthService } from '../auth/service.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { AuditLog } from '../control/audit.js';
 import { bootstrapAdmin } from '../control/bootstrap.js';
 import { createControl, type Control } from '../control/control.js';
 import { openGuard, TokenGuard, type RegistryGuard } from '../http/auth/registry-guard.js';
 import type { HttpServerOptions } from '../http/server.js';
+import { createAuthService } from './auth-service.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 
 export interface Access {
@@ -21,19 +21,6 @@ export interface Access {
 }
 
 const version = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
-
-/** The AuthService of a configuration (also used by the CLI on the local database). */
-export function createAuthService(config: ResolvedConfig, metadata: MetadataStore, audit: AuditLog, logger: Logger): AuthService {
-  return new AuthService(metadata.control, audit, logger, {
-    service: config.auth.service,
-    issuer: config.auth.issuer,
-    tokenTtlMs: config.auth.tokenTtl,
-    refreshTokenTtlMs: config.auth.refreshTokenTtl,
-    sessionTtlMs: config.auth.sessionTtl,
-    projectCreation: config.auth.projectCreation,
-    loginFailures: { perUser: config.auth.loginFailures.perUser, perAddress: config.auth.loginFailures.perAddress, windowMs: config.auth.loginFailures.window },
-  });
-}
 
 /**
  * Identity and access control of a serving process: the services, the /v2 guard, and on first

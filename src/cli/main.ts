@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { settings } from '../config/schema.js';
 import cluster from 'node:cluster';
 import { exitWithPrimary, prepareEmbeddedMetadata, runPrimary } from '../app/cluster.js';
+import { addAdminCommands } from './admin.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -67,6 +68,8 @@ function flagProperty(flag: string): string {
     .replace(/^--/, '')
     .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
+
+addAdminCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`stowage: ${(error as Error).stack ?? String(error)}\n`);
