@@ -85,27 +85,29 @@ export class Authorizer {
 
   private async repositoryActions(principal: Principal, repository: string): Promise<Set<RepositoryAction>> {
     const project = await this.source.project(projectOf(repository));
-    if (principal.kind === 'robot') {
-      // Robots act only on existing projects: they never create one by pushing.
-      return project ? permittedActions(principal.permissions, repository) : new Set();
-    }
     let actions: Set<RepositoryAction>;
     if (principal.kind === 'anonymous') {
-      actions = new Set(project?.public ? ['pull'] : []);
-    } else if (principal.admin) {
-      actions = new Set(repositoryActions);
-    } else if (!project) {
-      // Pushing creates the project (and makes the pusher its owner) when allowed.
-      actions = new Set(this.canCreateProjects(principal) ? repositoryActions : []);
+      actions = new Set();
+    } else if (principal.kind === 'robot') {
+      // Robots act only on existing projects: they never create one by pushing.
+      actions = project ? permittedActions(principal.permissions, repository) : new Set();
     } else {
-      const role = await this.source.role(project.id, principal.id);
-      actions = new Set(role ? roleActions[role] : []);
-      if (project.public) actions.add('pull');
+      if (principal.admin) {
+        actions = new Set(repositoryActions);
+      } else if (!project) {
+        // Pushing creates the project (and makes the pusher its owner) when allowed.
+        actions = new Set(this.canCreateProjects(principal) ? repositoryActions : []);
+      } else {
+        const role = await this.source.role(project.id, principal.id);
+        actions = new Set(role ? roleActions[role] : []);
+      }
+      if (principal.personalToken) {
+        const limit = permittedActions(principal.personalToken.permissions, repository);
+        actions = new Set([...actions].filter((a) => limit.has(a)));
+      }
     }
-    if (principal.kind === 'user' && principal.personalToken) {
-      const limit = permittedActions(principal.personalToken.permissions, repository);
-      actions = new Set([...actions].filter((a) => limit.has(a)));
-    }
+    // Anyone may pull from a public project: a credential never gives less than none at all.
+    if (project?.public) actions.add('pull');
     return actions;
   }
 
