@@ -4,13 +4,13 @@ import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/load.js';
 import { createHttpServer } from '../http/server.js';
 import { Metrics } from '../http/metrics.js';
-import { openSqliteMetadataStore } from '../metadata/sql/sqlite.js';
+import { openMetadataStore } from '../metadata/index.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { createRegistry, type Registry } from '../registry/registry.js';
 import { runsBackgroundJobs } from './cluster.js';
 import { createAccess, readTls, type Access } from './access.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { FsBlobStore } from '../storage/fs/fs-blob-store.js';
+import { openBlobStore } from '../storage/index.js';
 
 export interface App {
   http: FastifyInstance;
@@ -30,12 +30,16 @@ export interface App {
 /** The composition root: builds drivers, the domain and the HTTP server from the config. */
 export async function createApp(config: ResolvedConfig, logger: Logger): Promise<App> {
   await mkdir(config.dataDir, { recursive: true });
-  const blobStore = new FsBlobStore(config.storagePath);
-  const metadata = await openSqliteMetadataStore(config.metadataPath);
+  const metadata = await openMetadataStore(config);
+  const blobStore = await openBlobStore(config).catch(async (error: unknown) => {
+    await metadata.close();
+    throw error;
+  });
   const registry = createRegistry(blobStore, metadata);
   const metrics = new Metrics({
     uploadsInProgress: () => metadata.uploads.count(),
     storageUsedBytes: () => metadata.blobs.totalSize(),
+    ...(blobStore.requestCounts ? { objectStoreRequests: () => blobStore.requestCounts!() } : {}),
   });
   const access = await createAccess(config, metadata, logger);
   const tls = await readTls(config);

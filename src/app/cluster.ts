@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/load.js';
-import { openSqliteMetadataStore } from '../metadata/sql/sqlite.js';
+import { openMetadataStore } from '../metadata/index.js';
 
 /**
  * Runs `workers` HTTP worker processes that share the listening socket (the kernel spreads
@@ -63,15 +63,19 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
 }
 
 /**
- * Before any server process starts: brings the embedded database's schema up to date (once, so
- * that workers never race on migrations) and releases the upload write leases that a previous,
- * dead process of this node may still hold.
+ * Before any server process starts: brings the database's schema up to date (once, so that
+ * workers never race on migrations; PostgreSQL also serialises nodes with an advisory lock).
+ * With embedded SQLite, also releases the upload write leases that a previous, dead process of
+ * this node may still hold. Never with PostgreSQL: the other nodes are alive and hold theirs
+ * (a dead node's leases simply expire).
  */
 export async function prepareEmbeddedMetadata(config: ResolvedConfig, logger: Logger): Promise<void> {
-  const metadata = await openSqliteMetadataStore(config.metadataPath);
+  const metadata = await openMetadataStore(config);
   try {
-    const released = await metadata.uploads.releaseAllLeases();
-    if (released > 0) logger.info({ released }, 'released upload leases left by a previous process');
+    if (config.metadata.driver === 'sqlite') {
+      const released = await metadata.uploads.releaseAllLeases();
+      if (released > 0) logger.info({ released }, 'released upload leases left by a previous process');
+    }
   } finally {
     await metadata.close();
   }

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { accessSettings, auditSchema, authSchema, tlsSchema, trustedProxiesSchema } from './access-schema.js';
+import { backendSettings, metadataSchema, storageSchema } from './backends-schema.js';
 import { boolean, duration } from './primitives.js';
 
 export { duration };
@@ -34,20 +35,8 @@ export const configSchema = z
       .union([z.literal('auto'), z.coerce.number().int().min(1).max(64)])
       .default('auto')
       .transform((value) => (value === 'auto' ? availableParallelism() : value)),
-    storage: z
-      .object({
-        driver: z.literal('filesystem').default('filesystem'),
-        path: z.string().min(1).optional(),
-      })
-      .strict()
-      .prefault({}),
-    metadata: z
-      .object({
-        driver: z.literal('sqlite').default('sqlite'),
-        path: z.string().min(1).optional(),
-      })
-      .strict()
-      .prefault({}),
+    storage: storageSchema,
+    metadata: metadataSchema,
     auth: authSchema.prefault({}),
     tls: tlsSchema,
     trustedProxies: trustedProxiesSchema,
@@ -70,7 +59,8 @@ export const settings = [
   { key: 'uploads.purgeInterval', env: 'STOWAGE_UPLOADS_PURGE_INTERVAL', flag: '--upload-purge-interval <duration>', help: 'how often to look for expired uploads (default 15m)' },
   { key: 'shutdownTimeout', env: 'STOWAGE_SHUTDOWN_TIMEOUT', flag: '--shutdown-timeout <duration>', help: 'how long SIGTERM waits for requests in flight (default 30s)' },
   { key: 'workers', env: 'STOWAGE_WORKERS', flag: '--workers <n>', help: 'HTTP worker processes: auto (one per CPU core) or a number (default auto)' },
-  { key: 'storage.path', env: 'STOWAGE_STORAGE_PATH', flag: '--storage-path <dir>', help: 'blob directory (default <data-dir>/storage)' },
+  { key: 'storage.path', env: 'STOWAGE_STORAGE_PATH', flag: '--storage-path <dir>', help: 'blob directory of the filesystem driver (default <data-dir>/storage)' },
   { key: 'metadata.path', env: 'STOWAGE_METADATA_PATH', flag: '--metadata-path <file>', help: 'SQLite database file (default <data-dir>/stowage.db)' },
+  ...backendSettings,
   ...accessSettings,
 ] as const;

@@ -27,7 +27,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(gauges: { uploadsInProgress: () => Promise<number>; storageUsedBytes: () => Promise<number> }) {
+  constructor(gauges: {
+    uploadsInProgress: () => Promise<number>;
+    storageUsedBytes: () => Promise<number>;
+    /** Requests sent to a remote blob store so far, by operation (S3). */
+    objectStoreRequests?: () => Record<string, number>;
+  }) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'stowage_' });
     new client.Gauge({
       name: 'stowage_uploads_in_progress',
@@ -45,5 +50,22 @@ export class Metrics {
         this.set(await gauges.storageUsedBytes());
       },
     });
+    const objectStoreRequests = gauges.objectStoreRequests;
+    if (objectStoreRequests) {
+      const reported = new Map<string, number>();
+      new client.Counter({
+        name: 'stowage_object_store_requests_total',
+        help: 'Requests sent to the object store (S3) by operation, retries included',
+        labelNames: ['operation'] as const,
+        registers: [this.registry],
+        collect() {
+          for (const [operation, count] of Object.entries(objectStoreRequests())) {
+            const delta = count - (reported.get(operation) ?? 0);
+            if (delta > 0) this.inc({ operation }, delta);
+            reported.set(operation, count);
+          }
+        },
+      });
+    }
   }
 }

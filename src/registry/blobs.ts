@@ -30,6 +30,14 @@ export class BlobService {
     }
   }
 
+  /**
+   * Where the client may fetch a blob directly (a pre-signed object store URL), or null when
+   * this node serves it. Call after `stat`: the metadata decides what a repository holds.
+   */
+  async redirectUrl(blob: BlobRecord): Promise<string | null> {
+    return this.blobStore.redirectUrl ? this.blobStore.redirectUrl(blob.digest) : null;
+  }
+
   /** Unlinks a blob from a repository (its bytes go when nothing references them any more). */
   async delete(repository: string, digestParam: string): Promise<void> {
     const digest = canonical(digestParam);

@@ -113,6 +113,7 @@ export class UploadService {
     const digest = requireDigest(digestParam);
     const id = randomUUID();
     await this.blobStore.createUpload(id);
+    let committed = false;
     try {
       const hash = createDigester(digest.algorithm);
       const size = await this.blobStore.appendUpload(id, hashing(body, hash), 0);
@@ -121,10 +122,11 @@ export class UploadService {
       if (actual !== digest.hex) throw digestMismatch(digest, actual);
       const digestString = `${digest.algorithm}:${digest.hex}`;
       await this.blobStore.commitUpload(id, digestString, size);
+      committed = true; // the commit removed the staging data (on S3, an abort costs a request)
       await this.metadata.blobs.link(repository, { digest: digestString, size });
       return { digest: digestString, size };
     } finally {
-      await this.blobStore.abortUpload(id).catch(() => undefined);
+      if (!committed) await this.blobStore.abortUpload(id).catch(() => undefined);
     }
   }
 
@@ -160,6 +162,9 @@ export class UploadService {
         removed++;
       }
     }
+    // Half-written staging data that no session can use (e.g. the S3 multipart upload of an
+    // append cut short by a crash): invisible, but it holds storage until aborted.
+    if (this.blobStore.abortStaleWrites) removed += await this.blobStore.abortStaleWrites(cutoff);
     return removed;
   }
 

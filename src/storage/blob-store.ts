@@ -49,6 +49,9 @@ export interface BlobStore {
    */
   redirectUrl?(digest: string): Promise<string | null>;
 
+  /** Optional: requests sent to a remote backend so far, by operation (for metrics). */
+  requestCounts?(): Record<string, number>;
+
   /** Checks that the backend is reachable and writable (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -17,6 +17,11 @@ export async function headBlob({ reply, registry, name, param }: OciContext) {
 
 export async function getBlob({ request, reply, registry, name, param }: OciContext) {
   const blob = await registry.blobs.stat(name, param);
+  // Bytes from the object store, not through this node (a Range header follows the redirect).
+  const location = await registry.blobs.redirectUrl(blob);
+  if (location) {
+    return reply.code(307).headers({ location, 'docker-content-digest': blob.digest, 'content-length': 0 }).send();
+  }
   const range = parseRange(request.headers.range, blob.size);
   const { stream } = await registry.blobs.open(name, blob.digest, range ?? undefined);
   reply.headers({
