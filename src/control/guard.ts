@@ -23,3 +23,11 @@ export function requireInteractiveUser(actor: Actor, what: string): asserts acto
     throw new ControlError('forbidden', `${what} needs a user logged in with a password, not a robot or a personal access token`);
   }
 }
+
+/** A personal access token without the `api` scope manages nothing (it is for registry access). */
+export function requireApiScope(actor: Actor): void {
+  const principal = actor.principal;
+  if (principal.kind === 'user' && principal.personalToken && !principal.personalToken.api) {
+    throw new ControlError('forbidden', 'this personal access token lacks the api scope');
+  }
+}

@@ -75,10 +75,13 @@ export class RepositoryService {
     return this.auth.authorizer.allows(principal, { type: 'repository', name, actions: ['pull'] });
   }
 
-  /** Public projects and the principal's own; robots: their project (system robots: public + patterns checked later). */
+  /**
+   * Projects whose repositories the principal might pull (each is then checked): public ones,
+   * and the user's own or the robot's; undefined (all) for system robots.
+   */
   private async visibleProjects(principal: Principal): Promise<string[] | undefined> {
-    if (principal.kind === 'robot') return principal.project === null ? undefined : [principal.project];
-    const visible = new Set<string>();
+    if (principal.kind === 'robot' && principal.project === null) return undefined;
+    const visible = new Set<string>(principal.kind === 'robot' ? [principal.project!] : []);
     const userId = principal.kind === 'user' ? principal.id : null;
     for (let offset = 0; ; offset += 1000) {
       const page = await this.store.projects.list({ visibleTo: { userId } }, { offset, limit: 1000 });

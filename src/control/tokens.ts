@@ -4,7 +4,7 @@ import type { Actor } from '../auth/principal.js';
 import { newSecret, secretHash, secretPrefix } from '../auth/secrets.js';
 import type { ControlStore, PersonalTokenRecord } from '../metadata/control-store.js';
 import { ControlError, notFound } from './errors.js';
-import { requireAccess, requireInteractiveUser, systemAccess } from './guard.js';
+import { requireAccess, requireApiScope, requireInteractiveUser, systemAccess } from './guard.js';
 import { newTokenInput, parse, userName } from './validation.js';
 
 /**
@@ -21,6 +21,8 @@ export class PersonalTokenService {
 
   async create(actor: Actor, input: unknown): Promise<{ token: PersonalTokenRecord; secret: string }> {
     const data = parse(newTokenInput, input);
+    // A token never makes tokens: a limited one could otherwise make an unlimited one.
+    requireInteractiveUser(actor, 'creating a personal access token');
     const owner = await this.owner(actor, data.user);
     const secret = newSecret(secretPrefix.personalToken);
     const token = await this.store.personalTokens.create({
@@ -61,8 +63,10 @@ export class PersonalTokenService {
 
   /** Whose tokens: one's own, or (admins) another user's. */
   private async owner(actor: Actor, user: string | undefined): Promise<{ id: string; name: string }> {
-    requireInteractiveUser(actor, 'managing personal access tokens');
     const principal = actor.principal;
+    if (principal.kind === 'anonymous') throw new ControlError('unauthorized', 'authentication required');
+    if (principal.kind !== 'user') throw new ControlError('forbidden', 'robots have no personal access tokens');
+    requireApiScope(actor);
     if (user === undefined || user === principal.name) {
       if (principal.id === '') throw new ControlError('invalid', 'name the user whose tokens these are', [{ field: 'user', message: 'required here' }]);
       return { id: principal.id, name: principal.name };

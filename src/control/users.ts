@@ -4,7 +4,7 @@ import type { Actor } from '../auth/principal.js';
 import { generatePassword, hashPassword, verifyPassword } from '../auth/secrets.js';
 import type { ControlStore, OffsetPage, Paged, UserRecord } from '../metadata/control-store.js';
 import { ControlError, notFound } from './errors.js';
-import { requireAccess, requireInteractiveUser, systemAccess } from './guard.js';
+import { requireAccess, requireApiScope, requireInteractiveUser, systemAccess } from './guard.js';
 import { newUserInput, parse, passwordChangeInput, userChangesInput } from './validation.js';
 
 /** Users: created, listed, changed and deleted by system admins; each user changes their password. */
@@ -38,6 +38,7 @@ export class UserService {
 
   /** A user: admins see everyone, users themselves. */
   async get(actor: Actor, name: string): Promise<UserRecord> {
+    requireApiScope(actor);
     if (!this.isSelf(actor, name)) await requireAccess(this.auth.authorizer, actor, systemAccess, 'only system administrators see other users');
     const user = await this.store.users.get(name);
     if (!user) throw notFound(`user ${name}`);
