@@ -1,6 +1,9 @@
 // End-to-end: the real clients from Debian (skopeo, podman, buildah, containerd's ctr) against one
-// Stowage server. One shared body per operation, run with every client; plain HTTP checks of what
-// the registry then holds. See ../shared/CLIENTS.md for the client facts behind the invocations.
+// Stowage server with token authentication on: the containers clients log in (podman, skopeo and
+// buildah login), ctr passes --user. One shared body per operation, run with every client; plain
+// HTTP checks of what the registry then holds (with Basic credentials, which this server also
+// takes on /v2/). Then each kind of credential: user, robot account, personal access token,
+// anonymous. See ../shared/CLIENTS.md for the client facts behind the invocations.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +28,7 @@ import {
   type ImageManifest,
 } from '../support/images.js';
 import { startStowage, type RunningStowage } from '../support/stowage.js';
+import { basicAuth, manageRegistry } from '../support/registry-admin.js';
 import * as http from './registry-http.js';
 
 type Kind = 'single' | 'multi';
@@ -52,19 +56,27 @@ interface ClientDriver {
 }
 
 let registry: RunningStowage;
+/** The registry as the plain HTTP checks reach it (as the admin). */
+let checks: http.Registry;
 let env: ClientEnv;
 let fx: Fixtures;
 let containerd: RunningContainerd;
 
 const runId = randomBytes(3).toString('hex');
+const ADMIN = { username: 'admin', password: `admin-${randomBytes(8).toString('hex')}` };
+/** The user the clients log in as: maintainer of the run's project. */
+const USER = { username: 'e2e-ci', password: `ci-${randomBytes(8).toString('hex')}` };
+const PROJECT = `e2e-${runId}`;
 let counter = 0;
 const next = (): number => ++counter;
 /** A repository name used by exactly one test. */
-const repo = (label: string): string => `e2e-${runId}/${label}-${next()}`;
+const repo = (label: string): string => `${PROJECT}/${label}-${next()}`;
 const hex = (digest: string): string => digest.replace(/^sha256:/, '');
 const ref = (t: Target): string => `${registry.host}/${t.name}:${t.tag}`;
 const tmpPath = (label: string): string => join(env.dir, 'tmp', `${label}-${next()}`);
 const readDigestFile = (path: string): string => readFileSync(path, 'utf8').trim();
+
+const manage = (method: string, path: string, body?: unknown) => manageRegistry(registry, ADMIN, method, path, body);
 
 function fixture(kind: Kind, format: Format): FixtureImage {
   if (format === 'oci') return kind === 'single' ? fx.single : fx.multi;
@@ -243,12 +255,12 @@ const ctr: ClientDriver = {
     const local = `stowage.test/fixture-${kind}-${format}`;
     await containerd.ctr(['images', 'import', '--base-name', local, tar], { namespace });
     const digest = await ctrImageDigest(namespace, `${local}:latest`);
-    await containerd.ctr(['images', 'push', '--plain-http', ref(to), `${local}:latest`], { namespace });
+    await containerd.ctr(['images', 'push', '--plain-http', '--user', `${USER.username}:${USER.password}`, ref(to), `${local}:latest`], { namespace });
     return digest;
   },
   async pull(from) {
     const namespace = `pull-${next()}`;
-    await containerd.ctr(['images', 'pull', '--plain-http', ref(from)], { namespace });
+    await containerd.ctr(['images', 'pull', '--plain-http', '--user', `${USER.username}:${USER.password}`, ref(from)], { namespace });
     const digest = await ctrImageDigest(namespace, ref(from));
     const manifest = JSON.parse((await ctrContent(namespace, digest)).toString('utf8')) as ImageManifest;
     const config = JSON.parse((await ctrContent(namespace, manifest.config.digest)).toString('utf8')) as { rootfs: { diff_ids: string[] } };
@@ -278,20 +290,20 @@ async function expectImageInRegistry(
   digest: string,
   mediaType: string,
 ): Promise<{ manifest: ImageManifest; config: Config }> {
-  const byTag = await http.getManifest(registry, target.name, target.tag);
+  const byTag = await http.getManifest(checks, target.name, target.tag);
   expect(byTag.status, `GET /v2/${target.name}/manifests/${target.tag}`).toBe(200);
   expect(byTag.digest, 'Docker-Content-Digest').toBe(digest);
   expect(http.sha256(byTag.body)).toBe(digest);
   expect(byTag.contentType).toBe(mediaType);
-  const head = await http.headManifest(registry, target.name, digest);
+  const head = await http.headManifest(checks, target.name, digest);
   expect(head.status, `HEAD /v2/${target.name}/manifests/${digest}`).toBe(200);
   expect(head.digest).toBe(digest);
   const manifest = JSON.parse(byTag.body.toString('utf8')) as ImageManifest;
   for (const d of http.blobsOf(manifest)) {
-    const blob = await http.headBlob(registry, target.name, d.digest);
+    const blob = await http.headBlob(checks, target.name, d.digest);
     expect({ blob: d.digest, status: blob.status, size: blob.size }).toEqual({ blob: d.digest, status: 200, size: d.size });
   }
-  const configBlob = await http.getBlob(registry, target.name, manifest.config.digest);
+  const configBlob = await http.getBlob(checks, target.name, manifest.config.digest);
   expect(configBlob.status).toBe(200);
   expect(http.sha256(configBlob.body)).toBe(manifest.config.digest);
   return { manifest, config: JSON.parse(configBlob.body.toString('utf8')) as Config };
@@ -302,7 +314,7 @@ async function expectBigLayer(target: Target, manifest: ImageManifest, config: C
   const big = manifest.layers.reduce((a, b) => (b.size > a.size ? b : a));
   const at = manifest.layers.indexOf(big);
   expect(big.size).toBeGreaterThan(BIG_FILE_SIZE);
-  const check = await http.streamBlob(registry, target.name, big.digest, true);
+  const check = await http.streamBlob(checks, target.name, big.digest, true);
   expect(check.status).toBe(200);
   expect(check.size).toBe(big.size);
   expect(check.digest).toBe(big.digest);
@@ -339,8 +351,17 @@ async function pushAndPull(client: ClientDriver, kind: Kind, format: Format): Pr
 
 beforeAll(async () => {
   await ensureTools('skopeo', 'podman', 'buildah', 'ctr', 'containerd', 'umoci', 'unshare');
-  registry = await startStowage();
+  registry = await startStowage({ env: { STOWAGE_AUTH: 'token', STOWAGE_ADMIN_PASSWORD: ADMIN.password, STOWAGE_AUTH_BASIC: 'true' } });
+  checks = { url: registry.url, authorization: basicAuth(ADMIN) };
+  await manage('POST', '/users', { name: USER.username, password: USER.password });
+  await manage('POST', '/projects', { name: PROJECT });
+  await manage('PUT', `/projects/${PROJECT}/members/${USER.username}`, { role: 'maintainer' });
   env = await createClientEnv({ insecureRegistries: [registry.host] });
+  // The containers clients share the auth file (REGISTRY_AUTH_FILE): each logs in to it.
+  for (const client of ['podman', 'skopeo', 'buildah'] as const) {
+    const { stdout } = await env[client](['login', '--tls-verify=false', '--username', USER.username, '--password-stdin', registry.host], { input: `${USER.password}\n` });
+    expect(stdout, `${client} login`).toMatch(/Login Succeeded/);
+  }
   mkdirSync(join(env.dir, 'tmp'), { recursive: true });
   [fx, containerd] = await Promise.all([buildFixtures(env), startContainerd(env, join(env.dir, 'ctd'))]);
 });
@@ -386,13 +407,13 @@ describe('skopeo', () => {
   it('deletes a manifest', async () => {
     const target = { name: repo('delete'), tag: 'v1' };
     await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', fx.single.ref, `docker://${ref(target)}`]);
-    expect((await http.headManifest(registry, target.name, target.tag)).status).toBe(200);
+    expect((await http.headManifest(checks, target.name, target.tag)).status).toBe(200);
 
     await env.skopeo(['delete', '--tls-verify=false', `docker://${ref(target)}`]);
 
-    const byTag = await http.getManifest(registry, target.name, target.tag);
+    const byTag = await http.getManifest(checks, target.name, target.tag);
     expect(byTag.status, `GET /v2/${target.name}/manifests/${target.tag} after delete`).toBe(404);
-    const byDigest = await http.headManifest(registry, target.name, fx.single.digest);
+    const byDigest = await http.headManifest(checks, target.name, fx.single.digest);
     expect(byDigest.status, `HEAD /v2/${target.name}/manifests/${fx.single.digest} after delete`).toBe(404);
     await expect(env.skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref(target)}`])).rejects.toThrow(/manifest unknown|not found|404/i);
   });
@@ -403,16 +424,16 @@ describe('skopeo', () => {
     await env.skopeo(['copy', '--quiet', '--all', '--dest-tls-verify=false', '--digestfile', digestFile, fx.index.ref, `docker://${ref(target)}`]);
     expect(readDigestFile(digestFile)).toBe(fx.index.digest);
 
-    const index = await http.getManifest(registry, target.name, target.tag);
+    const index = await http.getManifest(checks, target.name, target.tag);
     expect(index.status).toBe(200);
     expect(index.digest).toBe(fx.index.digest);
     expect(http.sha256(index.body)).toBe(fx.index.digest);
     expect(index.contentType).toBe(MEDIA.ociIndex);
     for (const child of fx.index.children) {
-      const head = await http.headManifest(registry, target.name, child.digest);
+      const head = await http.headManifest(checks, target.name, child.digest);
       expect({ platform: child.platform, status: head.status, digest: head.digest }).toEqual({ platform: child.platform, status: 200, digest: child.digest });
-      const manifest = JSON.parse((await http.getManifest(registry, target.name, child.digest)).body.toString('utf8')) as ImageManifest;
-      for (const d of http.blobsOf(manifest)) expect((await http.headBlob(registry, target.name, d.digest)).status).toBe(200);
+      const manifest = JSON.parse((await http.getManifest(checks, target.name, child.digest)).body.toString('utf8')) as ImageManifest;
+      for (const d of http.blobsOf(manifest)) expect((await http.headBlob(checks, target.name, d.digest)).status).toBe(200);
     }
 
     // And back: the whole index into an OCI layout, byte for byte.
@@ -430,16 +451,16 @@ describe('skopeo', () => {
     await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--digestfile', digestFile, fx.artifact.ref, `docker://${registry.host}/${name}:sbom`]);
     expect(readDigestFile(digestFile)).toBe(fx.artifact.digest);
 
-    const stored = await http.getManifest(registry, name, 'sbom');
+    const stored = await http.getManifest(checks, name, 'sbom');
     expect(stored.status).toBe(200);
     expect(stored.digest).toBe(fx.artifact.digest);
     expect(http.sha256(stored.body)).toBe(fx.artifact.digest);
     expect(stored.contentType).toBe(MEDIA.ociManifest);
-    const emptyConfig = await http.getBlob(registry, name, fx.artifact.manifest.config.digest);
+    const emptyConfig = await http.getBlob(checks, name, fx.artifact.manifest.config.digest);
     expect(emptyConfig.status).toBe(200);
     expect(emptyConfig.body.toString('utf8')).toBe('{}');
 
-    const listed = await http.referrers(registry, name, fx.single.digest);
+    const listed = await http.referrers(checks, name, fx.single.digest);
     expect(listed.status, `GET /v2/${name}/referrers/${fx.single.digest}: ${listed.text.slice(0, 300)}`).toBe(200);
     expect(listed.contentType?.split(';')[0]).toBe(MEDIA.ociIndex);
     expect(listed.index?.schemaVersion).toBe(2);
@@ -448,13 +469,13 @@ describe('skopeo', () => {
     ]);
 
     // Filtering, if the registry applies it, must exclude other artifact types.
-    const filtered = await http.referrers(registry, name, fx.single.digest, 'application/vnd.stowage.test.other');
+    const filtered = await http.referrers(checks, name, fx.single.digest, 'application/vnd.stowage.test.other');
     expect(filtered.status).toBe(200);
     if (filtered.filtersApplied?.split(',').map((s) => s.trim()).includes('artifactType')) expect(filtered.index?.manifests).toEqual([]);
     else expect(filtered.index?.manifests).toHaveLength(1);
 
     // A digest nothing refers to: an empty index, not an error.
-    const none = await http.referrers(registry, name, fx.multi.digest);
+    const none = await http.referrers(checks, name, fx.multi.digest);
     expect(none.status).toBe(200);
     expect(none.index?.manifests).toEqual([]);
 
@@ -473,9 +494,9 @@ describe('skopeo', () => {
     for (const [i, j] of jobs.entries()) {
       const expected = fixture('multi', j.format).digest;
       expect(pushed[i]).toBe(expected);
-      const head = await http.headManifest(registry, j.target.name, j.target.tag);
+      const head = await http.headManifest(checks, j.target.name, j.target.tag);
       expect({ status: head.status, digest: head.digest }).toEqual({ status: 200, digest: expected });
-      const big = await http.headBlob(registry, j.target.name, fx.multi.bigLayer.digest);
+      const big = await http.headBlob(checks, j.target.name, fx.multi.bigLayer.digest);
       expect({ status: big.status, size: big.size }).toEqual({ status: 200, size: fx.multi.bigLayer.size });
     }
     const pulled = await Promise.all(jobs.map((j) => skopeo.pull(j.target)));
@@ -490,15 +511,97 @@ describe('ctr', () => {
     await env.skopeo(['copy', '--quiet', '--all', '--dest-tls-verify=false', fx.index.ref, `docker://${ref(source)}`]);
 
     const namespace = `index-${next()}`;
-    await containerd.ctr(['images', 'pull', '--plain-http', '--all-platforms', ref(source)], { namespace });
+    await containerd.ctr(['images', 'pull', '--plain-http', '--user', `${USER.username}:${USER.password}`, '--all-platforms', ref(source)], { namespace });
     expect(await ctrImageDigest(namespace, ref(source))).toBe(fx.index.digest);
-    await containerd.ctr(['images', 'push', '--plain-http', ref(dest), ref(source)], { namespace });
+    await containerd.ctr(['images', 'push', '--plain-http', '--user', `${USER.username}:${USER.password}`, ref(dest), ref(source)], { namespace });
 
-    const index = await http.headManifest(registry, dest.name, dest.tag);
+    const index = await http.headManifest(checks, dest.name, dest.tag);
     expect({ status: index.status, digest: index.digest }).toEqual({ status: 200, digest: fx.index.digest });
     for (const child of fx.index.children) {
-      const head = await http.headManifest(registry, dest.name, child.digest);
+      const head = await http.headManifest(checks, dest.name, child.digest);
       expect({ platform: child.platform, status: head.status, digest: head.digest }).toEqual({ platform: child.platform, status: 200, digest: child.digest });
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Logins and each kind of credential
+// ---------------------------------------------------------------------------------------------
+
+describe('login', () => {
+  for (const client of ['podman', 'skopeo', 'buildah'] as const) {
+    it(`${client} login refuses a wrong password and accepts the right one (its own auth file)`, async () => {
+      const authfile = tmpPath(`${client}-auth.json`);
+      const login = (password: string) =>
+        env[client](['login', '--authfile', authfile, '--tls-verify=false', '--username', USER.username, '--password-stdin', registry.host], { input: `${password}\n` });
+      await expect(login('wrong-password')).rejects.toThrow(/unauthorized|invalid username( or |\/)password|401/i);
+      expect((await login(USER.password)).stdout).toMatch(/Login Succeeded/);
+      const auths = (JSON.parse(readFileSync(authfile, 'utf8')) as { auths: Record<string, { auth: string }> }).auths;
+      expect(Buffer.from(auths[registry.host]!.auth, 'base64').toString()).toBe(`${USER.username}:${USER.password}`);
+    });
+  }
+});
+
+describe('credentials', () => {
+  it('a robot account pushes with skopeo and pulls with podman; outside its permissions it is refused', async () => {
+    const created = await manage('POST', '/robots', { name: `ci-${runId}`, project: PROJECT, permissions: [`repository:${PROJECT}/robot-*:pull,push`] });
+    const robot = `${created.robot.name as string}:${created.secret as string}`;
+    const target = { name: repo('robot-push'), tag: 'v1' };
+    const digestFile = tmpPath('digest');
+    await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', robot, '--digestfile', digestFile, fx.single.ref, `docker://${ref(target)}`]);
+    expect(readDigestFile(digestFile)).toBe(fx.single.digest);
+    const authfile = tmpPath('robot-auth.json');
+    await env.podman(['login', '--authfile', authfile, '--tls-verify=false', '--username', created.robot.name, '--password-stdin', registry.host], { input: `${created.secret}\n` });
+    await env.podman(['pull', '--quiet', '--authfile', authfile, '--tls-verify=false', ref(target)], { store: 'robot' });
+    await expect(
+      env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', robot, fx.single.ref, `docker://${registry.host}/${repo('elsewhere')}:v1`]),
+    ).rejects.toThrow(/unauthorized|denied|authentication required/i);
+  });
+
+  it('a personal access token is the password for ctr --user and skopeo, within its scopes', async () => {
+    const created = await manage('POST', '/tokens', { name: 'e2e', user: USER.username, scopes: [`repository:${PROJECT}/**:pull`] });
+    const pat = `${USER.username}:${created.secret as string}`;
+    const source = { name: repo('pat'), tag: 'v1' };
+    await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', fx.single.ref, `docker://${ref(source)}`]);
+    const namespace = `pat-${next()}`;
+    await containerd.ctr(['images', 'pull', '--plain-http', '--user', pat, ref(source)], { namespace });
+    expect(await ctrImageDigest(namespace, ref(source))).toBe(fx.single.digest);
+    await env.skopeo(['inspect', '--raw', '--tls-verify=false', '--creds', pat, `docker://${ref(source)}`]);
+    // Pull-only: pushing with it is refused.
+    await expect(
+      containerd.ctr(['images', 'push', '--plain-http', '--user', pat, `${registry.host}/${repo('pat-push')}:v1`, ref(source)], { namespace }),
+    ).rejects.toThrow(/unauthorized|denied|insufficient_scope|401|403/i);
+  });
+
+  it('anonymous clients pull from a public project only, and never push', async () => {
+    const open = `${PROJECT}-pub`;
+    await manage('POST', '/projects', { name: open, public: true });
+    await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', `${ADMIN.username}:${ADMIN.password}`, fx.single.ref, `docker://${registry.host}/${open}/app:v1`]);
+    const layout = tmpPath('anonymous');
+    await env.skopeo(['copy', '--quiet', '--src-tls-verify=false', '--src-no-creds', `docker://${registry.host}/${open}/app:v1`, `oci:${layout}:v1`]);
+    expect(readLayoutImage(layout, 'v1').digest).toBe(fx.single.digest);
+    const namespace = `anon-${next()}`;
+    await containerd.ctr(['images', 'pull', '--plain-http', `${registry.host}/${open}/app:v1`], { namespace });
+    const secret = { name: repo('private'), tag: 'v1' };
+    await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', fx.single.ref, `docker://${ref(secret)}`]);
+    await expect(env.skopeo(['copy', '--quiet', '--src-tls-verify=false', '--src-no-creds', `docker://${ref(secret)}`, `oci:${tmpPath('denied')}:v1`])).rejects.toThrow(
+      /unauthorized|authentication required|denied/i,
+    );
+    await expect(
+      env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--dest-no-creds', fx.single.ref, `docker://${registry.host}/${open}/anon:v1`]),
+    ).rejects.toThrow(/unauthorized|authentication required|denied/i);
+  });
+
+  it('a reader pulls but cannot push', async () => {
+    const reader = { username: `reader-${runId}`, password: `reader-${randomBytes(6).toString('hex')}` };
+    await manage('POST', '/users', { name: reader.username, password: reader.password });
+    await manage('PUT', `/projects/${PROJECT}/members/${reader.username}`, { role: 'reader' });
+    const source = { name: repo('read'), tag: 'v1' };
+    await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', fx.single.ref, `docker://${ref(source)}`]);
+    const creds = `${reader.username}:${reader.password}`;
+    await env.skopeo(['copy', '--quiet', '--src-tls-verify=false', '--src-creds', creds, `docker://${ref(source)}`, `oci:${tmpPath('reader')}:v1`]);
+    await expect(
+      env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--dest-creds', creds, fx.single.ref, `docker://${registry.host}/${repo('reader-push')}:v1`]),
+    ).rejects.toThrow(/unauthorized|denied|authentication required/i);
   });
 });

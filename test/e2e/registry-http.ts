@@ -6,6 +6,12 @@ import { ACCEPT_ALL_MANIFESTS, type Descriptor, type ImageIndex } from '../suppo
 
 export interface Registry {
   url: string;
+  /** Authorization header for the checks (e.g. Basic, when the registry takes it on /v2/). */
+  authorization?: string;
+}
+
+function auth(reg: Registry, headers: Record<string, string> = {}): Record<string, string> {
+  return reg.authorization ? { ...headers, authorization: reg.authorization } : headers;
 }
 
 function sha256(data: Buffer): string {
@@ -20,7 +26,7 @@ export interface ManifestResponse {
 }
 
 export async function getManifest(reg: Registry, name: string, reference: string, method: 'GET' | 'HEAD' = 'GET'): Promise<ManifestResponse> {
-  const res = await fetch(`${reg.url}/v2/${name}/manifests/${reference}`, { method, headers: { Accept: ACCEPT_ALL_MANIFESTS } });
+  const res = await fetch(`${reg.url}/v2/${name}/manifests/${reference}`, { method, headers: auth(reg, { Accept: ACCEPT_ALL_MANIFESTS }) });
   const body = Buffer.from(await res.arrayBuffer());
   return { status: res.status, digest: res.headers.get('docker-content-digest'), contentType: res.headers.get('content-type'), body };
 }
@@ -30,19 +36,19 @@ export function headManifest(reg: Registry, name: string, reference: string): Pr
 }
 
 export async function headBlob(reg: Registry, name: string, digest: string): Promise<{ status: number; size: number | null; digest: string | null }> {
-  const res = await fetch(`${reg.url}/v2/${name}/blobs/${digest}`, { method: 'HEAD' });
+  const res = await fetch(`${reg.url}/v2/${name}/blobs/${digest}`, { method: 'HEAD', headers: auth(reg) });
   await res.arrayBuffer();
   const length = res.headers.get('content-length');
   return { status: res.status, size: length === null ? null : Number(length), digest: res.headers.get('docker-content-digest') };
 }
 
 export async function getBlob(reg: Registry, name: string, digest: string): Promise<{ status: number; body: Buffer }> {
-  const res = await fetch(`${reg.url}/v2/${name}/blobs/${digest}`);
+  const res = await fetch(`${reg.url}/v2/${name}/blobs/${digest}`, { headers: auth(reg) });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 
 export async function getJson<T>(reg: Registry, path: string): Promise<{ status: number; headers: Headers; json: T | undefined; text: string }> {
-  const res = await fetch(`${reg.url}${path}`);
+  const res = await fetch(`${reg.url}${path}`, { headers: auth(reg) });
   const text = await res.text();
   let json: T | undefined;
   try {
@@ -85,7 +91,7 @@ export interface BlobCheck {
  * hashes every regular file in it. Nothing is buffered beyond one chunk.
  */
 export async function streamBlob(reg: Registry, name: string, digest: string, gzipTar: boolean): Promise<BlobCheck> {
-  const res = await fetch(`${reg.url}/v2/${name}/blobs/${digest}`);
+  const res = await fetch(`${reg.url}/v2/${name}/blobs/${digest}`, { headers: auth(reg) });
   if (!res.ok || !res.body) {
     await res.arrayBuffer().catch(() => undefined);
     return { status: res.status, digest: '', size: 0 };
