@@ -413,8 +413,15 @@ class SqlTags implements TagQueries {
       .select('t.name')
       .where('r.name', '=', repository);
     if (page.last !== undefined) query = query.where('t.name', '>', page.last);
-    const rows = await query.orderBy('t.name').limit(page.limit).execute();
-    return rows.map((row) => row.name);
+    // One row with all the names, not one row per tag: a repository can hold thousands of tags,
+    // and materialising a row object per tag costs more than the query itself. Tag names
+    // cannot contain a newline. string_agg with ORDER BY exists in PostgreSQL and SQLite ≥ 3.44.
+    const ordered = query.orderBy('t.name').limit(page.limit).as('page');
+    const row = await this.db
+      .selectFrom(ordered)
+      .select(sql<string | null>`string_agg(${sql.ref('page.name')}, ${'\n'} order by ${sql.ref('page.name')})`.as('names'))
+      .executeTakeFirst();
+    return row?.names ? row.names.split('\n') : [];
   }
 
   async get(repository: string, tag: string): Promise<TagRecord | null> {
