@@ -6,7 +6,7 @@ import type { ResolvedConfig } from '../config/load.js';
 import { AuditLog } from '../control/audit.js';
 import { createControl, type Control } from '../control/control.js';
 import { ControlError } from '../control/errors.js';
-import { openSqliteMetadataStore } from '../metadata/sql/sqlite.js';
+import { openMetadataStore } from '../metadata/index.js';
 
 type Json = Record<string, unknown>;
 
@@ -50,13 +50,14 @@ function json<T>(value: T): Json {
 }
 
 /**
- * Directly on the database of a data directory, as a system administrator (whoever can read
- * the database owns the registry anyway). Safe while the server runs: SQLite serialises writers,
- * and servers pick up revocations within seconds and other changes within their 5 s caches.
+ * Directly on the configured metadata database (SQLite of a data directory, or PostgreSQL), as
+ * a system administrator (whoever can write the database owns the registry anyway). Safe while
+ * servers run: the database serialises writers, and servers pick up revocations within seconds
+ * and other changes within their 5 s caches.
  */
 export async function localClient(config: ResolvedConfig): Promise<ControlClient> {
   const logger = pino({ level: 'warn' }, pino.destination(2));
-  const metadata = await openSqliteMetadataStore(config.metadataPath);
+  const metadata = await openMetadataStore(config);
   const audit = new AuditLog(metadata.control.audit, logger);
   const control: Control = createControl(metadata, createAuthService(config, metadata, audit, logger), audit);
   const actor: Actor = systemActor(`cli:${safeUserName()}`);
