@@ -245,6 +245,27 @@ describe('failed logins', () => {
     }
   });
 
+  it('count the forwarded client address only behind a trusted proxy', async () => {
+    const proxied = await createAuthApp({ flags: { trustedProxies: '127.0.0.1', 'auth.loginFailures.perAddress': '3' } });
+    const direct = await createAuthApp({ flags: { 'auth.loginFailures.perAddress': '3' } });
+    try {
+      const attempt = (target: TestApp, user: string, from: string) =>
+        target.inject({ method: 'GET', url: '/auth/token?service=stowage', headers: { authorization: `Basic ${Buffer.from(`${user}:wrong-password`).toString('base64')}`, 'x-forwarded-for': from } });
+      // Behind the proxy: each client address has its own counter.
+      for (let i = 0; i < 3; i++) expect((await attempt(proxied, `p${i}`, '10.0.0.1')).statusCode).toBe(401);
+      expect((await attempt(proxied, 'p9', '10.0.0.1')).statusCode).toBe(429);
+      expect((await attempt(proxied, 'p9', '10.0.0.2')).statusCode).toBe(401);
+      const audit = await apiOk(proxied, 'GET', '/audit?action=login&actor=p0', { as: ADMIN });
+      expect(audit.items[0].address).toBe('10.0.0.1');
+      // From an untrusted peer the header is ignored: the peer's own address counts.
+      for (let i = 0; i < 3; i++) expect((await attempt(direct, `d${i}`, `10.0.1.${i}`)).statusCode).toBe(401);
+      expect((await attempt(direct, 'd9', '10.0.1.99')).statusCode).toBe(429);
+    } finally {
+      await proxied.cleanup();
+      await direct.cleanup();
+    }
+  });
+
   it('are limited per address across user names', async () => {
     const limited = await createAuthApp({ flags: { 'auth.loginFailures.perAddress': '5' } as Record<string, string> });
     try {

@@ -155,6 +155,10 @@ async function apiStatuses(principal: Principal, project: Project): Promise<Reco
     'DELETE tag': await status('DELETE', `/repositories/${project}/app/-/tags/api-${victim.tag}`),
     'GET audit of project': await status('GET', `/audit?project=${project}`),
     'GET users': await status('GET', '/users'),
+    'POST user': await status('POST', '/users', { name: `made-by-${principal.name}-${project}`.replace('$', '') }),
+    'DELETE user': await status('DELETE', `/users/extra-${project}-missing`),
+    'GET system robots': await status('GET', '/robots?system=true'),
+    'GET keys': await status('GET', '/keys'),
     'POST project': await status('POST', '/projects', { name: `new-${principal.name}-${project}` }),
   };
 }
@@ -178,6 +182,10 @@ function expectedApi(principal: Principal, project: Project): Record<string, num
     'DELETE tag': can.includes('delete') ? 204 : can.includes('pull') ? 403 : anonymous ? 401 : 404,
     'GET audit of project': can.includes('admin') ? 200 : refused,
     'GET users': principal.system ? 200 : refused,
+    'POST user': principal.system ? 201 : refused,
+    'DELETE user': principal.system ? 404 : refused,
+    'GET system robots': principal.system ? 200 : refused,
+    'GET keys': principal.system ? 200 : refused,
     'POST project': principal.system ? 201 : refused,
   };
 }
