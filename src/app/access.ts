@@ -5,6 +5,7 @@ import type { ResolvedConfig } from '../config/load.js';
 import { AuditLog } from '../control/audit.js';
 import { bootstrapAdmin } from '../control/bootstrap.js';
 import { createControl, type Control } from '../control/control.js';
+import type { BlobReader } from '../control/tag-history.js';
 import { openGuard, TokenGuard, type RegistryGuard } from '../http/auth/registry-guard.js';
 import type { HttpServerOptions } from '../http/server.js';
 import { createAuthService } from './auth-service.js';
@@ -27,10 +28,10 @@ const version = (createRequire(import.meta.url)('../../package.json') as { versi
  * start of a database the signing key and the admin user (race-free across workers and nodes:
  * the database decides). With `auth: none`, a loud warning and an open guard.
  */
-export async function createAccess(config: ResolvedConfig, metadata: MetadataStore, logger: Logger): Promise<Access> {
+export async function createAccess(config: ResolvedConfig, metadata: MetadataStore, logger: Logger, blobs?: BlobReader): Promise<Access> {
   const audit = new AuditLog(metadata.control.audit, logger);
   const auth = createAuthService(config, metadata, audit, logger);
-  const control = createControl(metadata, auth, audit);
+  const control = createControl(metadata, auth, audit, blobs);
   const open = config.auth.mode === 'none';
   let guard: RegistryGuard = openGuard;
   if (open) {

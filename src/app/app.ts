@@ -41,7 +41,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     storageUsedBytes: () => metadata.blobs.totalSize(),
     ...(blobStore.requestCounts ? { objectStoreRequests: () => blobStore.requestCounts!() } : {}),
   });
-  const access = await createAccess(config, metadata, logger);
+  const access = await createAccess(config, metadata, logger, blobStore);
   const tls = await readTls(config);
   const http = createHttpServer({
     registry,

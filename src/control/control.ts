@@ -7,6 +7,7 @@ import { RepositoryService } from './repositories.js';
 import { RobotService } from './robots.js';
 import { PersonalTokenService } from './tokens.js';
 import { UserService } from './users.js';
+import { TagHistoryService, type BlobReader } from './tag-history.js';
 
 /** The management domain: what the API and the CLI call, every method authorizing its actor. */
 export interface Control {
@@ -18,9 +19,11 @@ export interface Control {
   robots: RobotService;
   tokens: PersonalTokenService;
   repositories: RepositoryService;
+  tagHistory: TagHistoryService;
 }
 
-export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog): Control {
+/** `blobs`: where the image diff reads configs (without it, diffs leave config changes out). */
+export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog, blobs?: BlobReader): Control {
   const store = metadata.control;
   return {
     auth,
@@ -31,5 +34,6 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     robots: new RobotService(store, auth, audit),
     tokens: new PersonalTokenService(store, auth, audit),
     repositories: new RepositoryService(store, metadata.tags, auth, audit),
+    tagHistory: new TagHistoryService(metadata, auth, audit, blobs),
   };
 }

@@ -5,6 +5,7 @@ import { AuthenticationError } from '../../auth/authenticators.js';
 import { TooManyFailuresError } from '../../auth/throttle.js';
 import type { Control } from '../../control/control.js';
 import { auditFilterInput } from '../../control/audit-service.js';
+import { rollbackInput } from '../../control/tag-history.js';
 import { ControlError } from '../../control/errors.js';
 import { requireAccess, systemAccess } from '../../control/guard.js';
 import {
@@ -360,6 +361,32 @@ export const apiRoutes: ApiRoute[] = [
     summary: 'Delete a tag (the manifest stays)',
     response: 'no content',
     handle: ({ control, actor, params }) => control.repositories.deleteTag(actor, params.repository!, params.tag!),
+  },
+  {
+    method: 'GET',
+    path: '/repositories/{repository}/-/tags/{tag}/history',
+    tag: 'repositories',
+    summary: "A tag's moves, newest first (a deletion is a move to null), the current digest and the history window's start",
+    response: '{ repository, tag, current, windowStart, items: { previousDigest, digest, at, inWindow }[] }',
+    handle: ({ control, actor, params }) => control.tagHistory.history(actor, params.repository!, params.tag!),
+  },
+  {
+    method: 'POST',
+    path: '/repositories/{repository}/-/tags/{tag}/rollback',
+    tag: 'repositories',
+    summary: 'Point a tag back at a digest it named inside the history window: { to: digest } or { steps: N } (default 1 move back); needs push; recorded as a move',
+    body: rollbackInput,
+    response: '{ repository, tag, previousDigest, digest, moved }',
+    handle: ({ control, actor, params, body }) => control.tagHistory.rollback(actor, params.repository!, params.tag!, body),
+  },
+  {
+    method: 'GET',
+    path: '/repositories/{repository}/-/diff',
+    tag: 'repositories',
+    summary: 'Compare two images (tags or digests): layers shared, removed and added, config changes (env, labels, entrypoint, cmd, user, working dir), size change',
+    query: z.object({ from: z.string().min(1).max(200), to: z.string().min(1).max(200) }).strict(),
+    response: '{ repository, from, to, identical, layers: { shared, removed, added }, config, sizeChange }',
+    handle: ({ control, actor, params, query }) => control.tagHistory.diff(actor, params.repository!, query.from as string, query.to as string),
   },
   {
     method: 'GET',
