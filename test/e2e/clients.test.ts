@@ -398,7 +398,7 @@ describe('skopeo', () => {
     const listed = JSON.parse(stdout) as { Repository: string; Tags: string[] };
     expect(listed.Repository).toBe(`${registry.host}/${name}`);
     expect([...listed.Tags].sort()).toEqual([...tags].sort());
-    const api = await http.getJson<{ name: string; tags: string[] }>(registry, `/v2/${name}/tags/list`);
+    const api = await http.getJson<{ name: string; tags: string[] }>(checks, `/v2/${name}/tags/list`);
     expect(api.status).toBe(200);
     expect(api.json?.name).toBe(name);
     expect([...(api.json?.tags ?? [])].sort()).toEqual([...tags].sort());

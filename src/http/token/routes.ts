@@ -49,14 +49,12 @@ export async function tokenRoutes(app: FastifyInstance, { auth, service }: Token
         principal = await auth.login(presented.credentials, context);
       } catch (error) {
         if (error instanceof TooManyFailuresError) return registryError(retryAfter(reply, error), 429, 'TOO_MANY_REQUESTS', error.message);
-        if (error instanceof AuthenticationError) {
-          reply.header('www-authenticate', `Basic realm="${service}"`);
-          return registryError(reply, 401, 'UNAUTHORIZED', error.message);
-        }
+        // No `WWW-Authenticate: Basic` challenge: a browser would prompt, then send the cached
+        // credentials with cross-site requests (CSRF). Registry clients need only the status.
+        if (error instanceof AuthenticationError) return registryError(reply, 401, 'UNAUTHORIZED', error.message);
         throw error;
       }
     } else if (presented.scheme !== 'none') {
-      reply.header('www-authenticate', `Basic realm="${service}"`);
       return registryError(reply, 401, 'UNAUTHORIZED', 'the token endpoint takes Basic credentials (or none, for anonymous access)');
     }
     const issued = await auth.issueToken(principal, requested);
