@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig } from '../config/load.js';
+import { ConfigError, loadConfig, type ResolvedConfig } from '../config/load.js';
 import { ControlError } from '../control/errors.js';
 // Types only: the clients (and what they load) are imported when a command runs, so that
 // `stowage serve` (whose cluster primary stays small) does not load them.
@@ -169,7 +169,7 @@ export function addAdminCommands(program: Command): void {
 }
 
 /** The options every management command takes: where the database or the server is. */
-function connection(command: Command): Command {
+export function connection(command: Command): Command {
   return command
     .option('-c, --config <file>', 'YAML config file (or STOWAGE_CONFIG), to find the local database')
     .option('--data-dir <dir>', 'data directory of the local database (or STOWAGE_DATA_DIR)')
@@ -179,7 +179,7 @@ function connection(command: Command): Command {
     .option('--json', 'print JSON');
 }
 
-interface ConnectionOptions {
+export interface ConnectionOptions {
   config?: string;
   dataDir?: string;
   metadataPath?: string;
@@ -192,13 +192,21 @@ let jsonOutput = false;
 
 /** Wraps a command: opens the client, runs, prints JSON with --json, closes, maps errors to exit codes. */
 function run<A extends unknown[]>(body: (client: ControlClient, ...args: A) => Promise<unknown>) {
+  return runWith(open, body);
+}
+
+/** Like run, with another kind of client (opened from the same connection options). */
+export function runWith<C extends { close(): Promise<void> }, A extends unknown[]>(
+  opener: (options: ConnectionOptions) => Promise<C>,
+  body: (client: C, ...args: A) => Promise<unknown>,
+) {
   return async (...args: unknown[]) => {
     const command = args[args.length - 1] as Command;
     const options = command.opts<ConnectionOptions>();
     jsonOutput = options.json === true;
-    let client: ControlClient | undefined;
+    let client: C | undefined;
     try {
-      client = await open(options);
+      client = await opener(options);
       // commander passes the arguments, then the options, then the command.
       const result = await body(client, ...(args.slice(0, -1) as A));
       if (jsonOutput && result !== undefined) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -215,20 +223,26 @@ function run<A extends unknown[]>(body: (client: ControlClient, ...args: A) => P
   };
 }
 
-async function open(options: ConnectionOptions): Promise<ControlClient> {
+/** Where the connection options point: a remote server with credentials, or the local config. */
+export function connectionTarget(options: ConnectionOptions): { server: string; username: string; password: string } | { config: ResolvedConfig } {
   const server = options.server ?? process.env.STOWAGE_SERVER;
   if (server) {
     const username = options.username ?? process.env.STOWAGE_USERNAME;
     const password = process.env.STOWAGE_PASSWORD;
     if (!username || !password) throw new ControlError('invalid', 'with --server, give --username (or STOWAGE_USERNAME) and the password or token in STOWAGE_PASSWORD');
-    return (await import('./control-client.js')).remoteClient(server, username, password);
+    return { server, username, password };
   }
-  const config = loadConfig({ file: options.config, flags: { dataDir: options.dataDir, 'metadata.path': options.metadataPath } });
-  return (await import('./control-client.js')).localClient(config);
+  return { config: loadConfig({ file: options.config, flags: { dataDir: options.dataDir, 'metadata.path': options.metadataPath } }) };
+}
+
+async function open(options: ConnectionOptions): Promise<ControlClient> {
+  const target = connectionTarget(options);
+  const clients = await import('./control-client.js');
+  return 'server' in target ? clients.remoteClient(target.server, target.username, target.password) : clients.localClient(target.config);
 }
 
 /** Informational output: to stdout, or to stderr when stdout carries JSON. */
-function say(text: string): void {
+export function say(text: string): void {
   (jsonOutput ? process.stderr : process.stdout).write(`${text}\n`);
 }
 

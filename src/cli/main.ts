@@ -5,6 +5,7 @@ import { settings } from '../config/schema.js';
 import cluster from 'node:cluster';
 import { exitWithPrimary, prepareEmbeddedMetadata, runPrimary } from '../app/cluster.js';
 import { addAdminCommands } from './admin.js';
+import { addLifecycleCommands } from './lifecycle.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -70,6 +71,7 @@ function flagProperty(flag: string): string {
 }
 
 addAdminCommands(program);
+addLifecycleCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`stowage: ${(error as Error).stack ?? String(error)}\n`);
