@@ -100,7 +100,7 @@ describe('on the local database', () => {
     expect((await token('alice', created.secret)).status).toBe(401);
 
     ok(['project', 'member', 'team', 'bob', 'remove']);
-    await new Promise((r) => setTimeout(r, 5500));
+    await new Promise((r) => setTimeout(r, 2500));
     expect((await token('bob', 'bob-new-password', 'repository:team/app:pull')).scopes).toEqual([]);
     expect(ok(['key', 'rotate']).stdout).toMatch(/signing with new key \S+/);
   });
