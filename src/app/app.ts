@@ -9,6 +9,7 @@ import type { MetadataStore } from '../metadata/metadata-store.js';
 import { createRegistry, type Registry } from '../registry/registry.js';
 import { runsBackgroundJobs } from './cluster.js';
 import { createAccess, readTls, type Access } from './access.js';
+import { probeDependencies } from './readiness.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/index.js';
 
@@ -48,9 +49,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     metrics,
     logger,
     logRequests: config.log.requests,
-    ready: async () => {
-      await Promise.all([blobStore.ping(), metadata.ping()]);
-    },
+    ready: () => probeDependencies({ 'blob storage': () => blobStore.ping(), 'metadata database': () => metadata.ping() }),
     access: access.http,
     tls,
     trustedProxies: config.trustedProxies,

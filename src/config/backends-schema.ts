@@ -85,6 +85,8 @@ export const metadataSchema = z
     /** Connections per process (each worker has its own pool). */
     poolSize: z.coerce.number().int().min(1).max(1000).default(10),
     statementTimeout: duration.prefault('30s'),
+    /** Waiting for a connection (a new one, or a free one from the pool) fails after this. */
+    connectTimeout: duration.prefault('10s'),
   })
   .strict()
   .prefault({})
@@ -107,8 +109,11 @@ export const backendSettings = [
   { key: 'storage.s3.createBucket', env: 'STOWAGE_S3_CREATE_BUCKET', flag: '--s3-create-bucket <bool>', help: 'create the bucket at start when missing (default true)' },
   { key: 'storage.s3.redirect', env: 'STOWAGE_S3_REDIRECT', flag: '--s3-redirect <bool>', help: 'answer blob GETs with a redirect to a pre-signed URL (default false)' },
   { key: 'storage.s3.redirectExpiry', env: 'STOWAGE_S3_REDIRECT_EXPIRY', flag: '--s3-redirect-expiry <duration>', help: 'lifetime of pre-signed redirect URLs (default 20m)' },
+  { key: 'storage.s3.requestTimeout', env: 'STOWAGE_S3_REQUEST_TIMEOUT', flag: '--s3-request-timeout <duration>', help: 'an S3 request whose connection stays silent this long fails (default 60s)' },
+  { key: 'storage.s3.maxAttempts', env: 'STOWAGE_S3_MAX_ATTEMPTS', flag: '--s3-max-attempts <n>', help: 'attempts per S3 request, retries included (default 3)' },
   { key: 'metadata.driver', env: 'STOWAGE_METADATA_DRIVER', flag: '--metadata-driver <driver>', help: 'sqlite or postgres (default sqlite)' },
   { key: 'metadata.url', env: 'STOWAGE_METADATA_URL', flag: '--metadata-url <url>', help: 'PostgreSQL URL, postgres://user:password@host:5432/db (required with --metadata-driver postgres)' },
   { key: 'metadata.poolSize', env: 'STOWAGE_METADATA_POOL_SIZE', flag: '--metadata-pool-size <n>', help: 'PostgreSQL connections per process (default 10)' },
   { key: 'metadata.statementTimeout', env: 'STOWAGE_METADATA_STATEMENT_TIMEOUT', flag: '--metadata-statement-timeout <duration>', help: 'PostgreSQL cancels statements running longer (default 30s)' },
+  { key: 'metadata.connectTimeout', env: 'STOWAGE_METADATA_CONNECT_TIMEOUT', flag: '--metadata-connect-timeout <duration>', help: 'waiting for a PostgreSQL connection fails after this (default 10s)' },
 ] as const;

@@ -1,5 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../registry/errors.js';
+import { MetadataUnavailableError } from '../metadata/metadata-store.js';
+import { StorageUnavailableError } from '../storage/blob-store.js';
 
 /**
  * The one place where errors become HTTP responses: RegistryError as the OCI error JSON with
@@ -18,6 +20,15 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: u
     return reply.code(fastifyStatus).type('application/json').send({
       errors: [{ code: 'UNSUPPORTED', message: (error as Error).message, detail: null }],
     });
+  }
+  if (error instanceof StorageUnavailableError || error instanceof MetadataUnavailableError) {
+    // A dependency is down or slow: the client may retry; nothing half-done became visible.
+    request.log.warn({ dependency: error.dependency, reason: error.message }, 'dependency unavailable');
+    return reply
+      .code(503)
+      .header('retry-after', '5')
+      .type('application/json')
+      .send({ errors: [{ code: 'UNAVAILABLE', message: error.message, detail: { dependency: error.dependency } }] });
   }
   request.log.error({ err: error }, 'request failed');
   return reply.code(500).type('application/json').send({

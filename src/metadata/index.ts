@@ -12,6 +12,7 @@ export async function openMetadataStore(config: ResolvedConfig): Promise<Metadat
     return openPostgresMetadataStore(config.metadata.url!, {
       poolSize: config.metadata.poolSize,
       statementTimeout: config.metadata.statementTimeout,
+      connectTimeout: config.metadata.connectTimeout,
     });
   }
   return openSqliteMetadataStore(config.metadataPath);

@@ -13,6 +13,8 @@ export interface MetadataStore {
   readonly uploads: UploadQueries;
   /** Identity and access control: users, projects, credentials, keys, audit log. */
   readonly control: ControlStore;
+  /** Per-project versions and lifecycle settings. */
+  readonly lifecycle: LifecycleQueries;
   /** Checks that the database answers (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -121,6 +123,18 @@ export interface TagQueries {
   history(repository: string, tag: string): Promise<TagHistoryEntry[]>;
 }
 
+export interface LifecycleSettings {
+  /** How long a tag's earlier digests stay restorable; null: the installation's default. */
+  historyWindowMs: number | null;
+}
+
+export interface LifecycleQueries {
+  /** A project's settings; null when the project does not exist. */
+  get(project: string): Promise<LifecycleSettings | null>;
+  /** Replaces a project's settings; false when the project does not exist. */
+  set(project: string, settings: LifecycleSettings): Promise<boolean>;
+}
+
 export interface UploadRecord {
   id: string;
   repository: string;
@@ -204,5 +218,17 @@ export class UploadSessionNotFoundError extends Error {
   constructor(readonly id: string) {
     super(`upload session ${id} does not exist`);
     this.name = 'UploadSessionNotFoundError';
+  }
+}
+
+/**
+ * The database is unreachable, restarting or did not answer in time: the request fails with 503,
+ * and succeeds again once the database is back (connections are re-opened as needed).
+ */
+export class MetadataUnavailableError extends Error {
+  readonly dependency = 'metadata';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'MetadataUnavailableError';
   }
 }

@@ -87,3 +87,15 @@ export class InvalidOffsetError extends Error {
     this.name = 'InvalidOffsetError';
   }
 }
+
+/**
+ * The storage backend failed or did not answer in time (after the driver's own bounded retries):
+ * the request fails with 503, and succeeds again once the backend is back.
+ */
+export class StorageUnavailableError extends Error {
+  readonly dependency = 'storage';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StorageUnavailableError';
+  }
+}

@@ -1,5 +1,6 @@
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, sql, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
+import { MetadataUnavailableError } from '../metadata-store.js';
 import { migrateMetadataToLatest } from './migrations.js';
 import type { Database } from './schema.js';
 import { SqlMetadataStore, type SqlMetadataStoreOptions } from './sql-metadata-store.js';
@@ -31,13 +32,34 @@ export async function openPostgresMetadataStore(
   url: string,
   options: PostgresMetadataStoreOptions = {},
 ): Promise<SqlMetadataStore> {
-  const pool = new pg.Pool({
-    connectionString: url,
+  const connectTimeout = options.connectTimeout ?? 10_000;
+  // Migrations on a connection of their own, without timeouts: waiting for another node's
+  // migration, or migrating a large table, may take long.
+  const migrator = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: guarded(newPool(url, { max: 1, connectionTimeoutMillis: connectTimeout, application_name: 'stowage-migrate' })) }),
+  });
+  try {
+    await migrateUnderLock(migrator);
+  } finally {
+    await migrator.destroy();
+  }
+  const statementTimeout = options.statementTimeout ?? 30_000;
+  const pool = newPool(url, {
     max: options.poolSize ?? 10,
-    statement_timeout: options.statementTimeout ?? 30_000,
-    connectionTimeoutMillis: options.connectTimeout ?? 10_000,
+    statement_timeout: statementTimeout,
+    // Bounds a statement on a connection that went silent (the server's timeout cannot fire then).
+    ...(statementTimeout > 0 ? { query_timeout: statementTimeout + 5_000 } : {}),
+    connectionTimeoutMillis: connectTimeout,
     idleTimeoutMillis: 30_000,
     application_name: 'stowage',
+  });
+  return new SqlMetadataStore(new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded(pool) }) }), options);
+}
+
+function newPool(url: string, config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    ...config,
     // Per pool, not pg's global parser table: the store reads int8 as numbers.
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
@@ -47,14 +69,7 @@ export async function openPostgresMetadataStore(
   // An idle connection that the server closes (restart, failover) emits 'error' on the pool;
   // unhandled, that would kill the process. The next query simply opens a new connection.
   pool.on('error', () => undefined);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  try {
-    await migrateUnderLock(db);
-    return new SqlMetadataStore(db, options);
-  } catch (error) {
-    await db.destroy();
-    throw error;
-  }
+  return pool;
 }
 
 /**
@@ -63,14 +78,69 @@ export async function openPostgresMetadataStore(
  */
 async function migrateUnderLock(db: Kysely<Database>): Promise<void> {
   await db.connection().execute(async (conn) => {
-    // Waiting for another node's migration must not hit the statement timeout.
-    await sql`set statement_timeout = 0`.execute(conn);
     await sql`select pg_advisory_lock(${sql.lit(MIGRATION_LOCK_KEY)}::bigint)`.execute(conn);
     try {
       await migrateMetadataToLatest(conn, 'postgres');
     } finally {
       await sql`select pg_advisory_unlock(${sql.lit(MIGRATION_LOCK_KEY)}::bigint)`.execute(conn).catch(() => undefined);
-      await sql`reset statement_timeout`.execute(conn).catch(() => undefined);
     }
   });
+}
+
+/**
+ * SQLSTATEs of a database that is not there for us: connection exceptions (class 08), shutdown
+ * or start-up in progress, too many connections, and statements cancelled by statement_timeout.
+ */
+const UNAVAILABLE_STATES = new Set(['57P01', '57P02', '57P03', '53300', '57014']);
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function isUnavailable(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  if (typeof e?.code === 'string' && (e.code.startsWith('08') || UNAVAILABLE_STATES.has(e.code) || NETWORK_ERRORS.has(e.code))) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|not queryable|connection error/i.test(e?.message ?? '');
+}
+
+function unavailable(error: unknown): MetadataUnavailableError {
+  const e = error as { code?: string; message?: string };
+  const detail = e?.code === '57014' ? 'statement timeout' : (e?.message ?? String(error));
+  return new MetadataUnavailableError(`metadata database unavailable: ${detail}`, { cause: error });
+}
+
+/**
+ * The pool as Kysely sees it, with the database's own failures (unreachable, restarting, too
+ * slow) turned into MetadataUnavailableError; a connection that broke is discarded, not reused.
+ */
+function guarded(pool: pg.Pool): PostgresPool {
+  return {
+    async connect(): Promise<PostgresPoolClient> {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw isUnavailable(error) ? unavailable(error) : error;
+      }
+      let broken = false;
+      // A checked-out connection that breaks between queries emits 'error' on the client, where
+      // (unlike on idle ones) the pool listens no more: unheard, it would kill the process.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
+      return {
+        query(text: unknown, parameters?: ReadonlyArray<unknown>) {
+          if (typeof text !== 'string') return (client.query as (cursor: unknown) => unknown)(text);
+          return client.query(text, parameters as unknown[]).catch((error: unknown) => {
+            if (!isUnavailable(error)) throw error;
+            broken = true;
+            throw unavailable(error);
+          });
+        },
+        release(destroy?: boolean) {
+          client.off('error', onError);
+          client.release(destroy || broken);
+        },
+      } as PostgresPoolClient;
+    },
+    end: () => pool.end(),
+  };
 }

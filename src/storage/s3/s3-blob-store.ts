@@ -23,6 +23,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   BlobNotFoundError,
   InvalidOffsetError,
+  StorageUnavailableError,
   UploadNotFoundError,
   type BlobStore,
   type ByteRange,
@@ -164,10 +165,19 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
+  /**
+   * client.send, with failures of the object store itself (no answer, timeouts, 5xx and
+   * throttling, after the SDK's `maxAttempts`) turned into StorageUnavailableError (a 503).
+   */
+  private readonly send = ((command: Parameters<S3Client['send']>[0]) =>
+    this.client.send(command).catch((error: unknown) => {
+      throw isUnavailable(error) ? new StorageUnavailableError(describeS3Error(error, 'object storage unavailable').message, { cause: error }) : error;
+    })) as S3Client['send'];
+
   /** Checks the bucket, creating it when missing (unless `createBucket` is false). */
   async init(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.send(new HeadBucketCommand({ Bucket: this.bucket }));
       return;
     } catch (error) {
       if (!isNotFound(error)) throw describeS3Error(error, `cannot reach bucket ${this.bucket}`);
@@ -176,7 +186,7 @@ export class S3BlobStore implements BlobStore {
       }
     }
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      await this.send(new CreateBucketCommand({ Bucket: this.bucket }));
     } catch (error) {
       // Another node created it meanwhile.
       const name = (error as { name?: string }).name;
@@ -193,7 +203,7 @@ export class S3BlobStore implements BlobStore {
 
   async stat(digest: string): Promise<{ size: number } | null> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
+      const head = await this.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
       return { size: head.ContentLength ?? 0 };
     } catch (error) {
       if (isNotFound(error)) return null;
@@ -203,7 +213,7 @@ export class S3BlobStore implements BlobStore {
 
   async open(digest: string, range?: ByteRange): Promise<Readable> {
     try {
-      const object = await this.client.send(
+      const object = await this.send(
         new GetObjectCommand({
           Bucket: this.bucket,
           Key: this.blobKey(digest),
@@ -218,7 +228,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(digest: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
+    await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
   }
 
   async *list(): AsyncIterable<{ digest: string; size: number }> {
@@ -315,7 +325,7 @@ export class S3BlobStore implements BlobStore {
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;
     for (;;) {
-      const page = await this.client.send(
+      const page = await this.send(
         new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker, UploadIdMarker }),
       );
       for (const upload of page.Uploads ?? []) {
@@ -334,7 +344,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async ping(): Promise<void> {
-    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    await this.send(new HeadBucketCommand({ Bucket: this.bucket }));
   }
 
   async close(): Promise<void> {
@@ -344,7 +354,7 @@ export class S3BlobStore implements BlobStore {
   // --- writing -------------------------------------------------------------------------------
 
   private async putObject(key: string, body: Buffer | Readable, length?: number): Promise<void> {
-    await this.client.send(
+    await this.send(
       new PutObjectCommand({
         Bucket: this.bucket,
         Key: key,
@@ -369,7 +379,7 @@ export class S3BlobStore implements BlobStore {
 
     const startPart = async (body: Buffer): Promise<void> => {
       if (!multipart) {
-        const created = await this.client.send(
+        const created = await this.send(
           new CreateMultipartUploadCommand({
             Bucket: this.bucket,
             Key: key,
@@ -431,7 +441,7 @@ export class S3BlobStore implements BlobStore {
       const upload: { uploadId: string; parts: CompletedPart[]; inFlight: Set<Promise<void>> } = multipart;
       if (buffered > 0) await startPart(takeBuffered());
       while (upload.inFlight.size > 0) await Promise.race(upload.inFlight);
-      await this.client.send(
+      await this.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
@@ -452,7 +462,7 @@ export class S3BlobStore implements BlobStore {
     if (size === 0) {
       await this.putObject(target, Buffer.alloc(0));
     } else if (only && only.from === 0 && only.length === only.objectSize && size <= MAX_SINGLE_COPY) {
-      await this.client.send(
+      await this.send(
         new CopyObjectCommand({
           Bucket: this.bucket,
           Key: target,
@@ -506,7 +516,7 @@ export class S3BlobStore implements BlobStore {
     }
     if (pendingLength > 0) plan.push({ stream: pending, length: pendingLength });
 
-    const created = await this.client.send(
+    const created = await this.send(
       new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: target, ContentType: 'application/octet-stream', ...this.encryption }),
     );
     const uploadId = created.UploadId!;
@@ -517,7 +527,7 @@ export class S3BlobStore implements BlobStore {
         const PartNumber = i + 1;
         if ('copy' in step) {
           const { copy } = step;
-          const result = await this.client.send(
+          const result = await this.send(
             new UploadPartCopyCommand({
               Bucket: this.bucket,
               Key: target,
@@ -529,7 +539,7 @@ export class S3BlobStore implements BlobStore {
           );
           completed[i]!.ETag = result.CopyPartResult?.ETag;
         } else {
-          const result = await this.client.send(
+          const result = await this.send(
             new UploadPartCommand({
               Bucket: this.bucket,
               Key: target,
@@ -542,7 +552,7 @@ export class S3BlobStore implements BlobStore {
           completed[i]!.ETag = result.ETag;
         }
       });
-      await this.client.send(
+      await this.send(
         new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: target, UploadId: uploadId, MultipartUpload: { Parts: completed } }),
       );
     } catch (error) {
@@ -567,7 +577,7 @@ export class S3BlobStore implements BlobStore {
       (async function* () {
         for (const piece of parts) {
           if (piece.length === 0) continue;
-          const object = await store.client.send(
+          const object = await store.send(
             new GetObjectCommand({
               Bucket: store.bucket,
               Key: piece.key,
@@ -599,7 +609,7 @@ export class S3BlobStore implements BlobStore {
   private async *listObjects(prefix: string): AsyncIterable<{ key: string; size: number; modifiedAt: Date }> {
     let ContinuationToken: string | undefined;
     do {
-      const page = await this.client.send(
+      const page = await this.send(
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken }),
       );
       for (const object of page.Contents ?? []) {
@@ -614,10 +624,10 @@ export class S3BlobStore implements BlobStore {
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       if (batch.length === 1) {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: batch[0] }));
+        await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: batch[0] }));
         continue;
       }
-      const result = await this.client.send(
+      const result = await this.send(
         new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
       );
       const failed = (result.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
@@ -681,6 +691,22 @@ function normalisePrefix(prefix: string | undefined): string {
 function isNotFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e?.$metadata?.httpStatusCode === 404 || e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.name === 'NoSuchUpload' || e?.name === 'NoSuchBucket';
+}
+
+/** Node's errors of a connection that failed, was refused or broke. */
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+
+/** The object store did not answer, timed out, failed (5xx) or throttled: not the request's fault. */
+function isUnavailable(error: unknown): boolean {
+  const e = error as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode;
+  if (status !== undefined) return status >= 500 || status === 429;
+  return (
+    (e?.code !== undefined && NETWORK_ERRORS.has(e.code)) ||
+    e?.name === 'TimeoutError' ||
+    e?.name === 'RequestTimeout' ||
+    /socket hang up|ECONNREFUSED|ECONNRESET/.test(e?.message ?? '')
+  );
 }
 
 function describeS3Error(error: unknown, what: string): Error {
