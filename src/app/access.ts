@@ -61,5 +61,5 @@ export async function createAccess(config: ResolvedConfig, metadata: MetadataSto
 export async function readTls(config: ResolvedConfig): Promise<HttpServerOptions['tls']> {
   if (!config.tls.cert || !config.tls.key) return undefined;
   const [cert, key] = await Promise.all([readFile(config.tls.cert), readFile(config.tls.key)]);
-  return { cert, key, hstsMaxAge: Math.floor(config.tls.hsts / 1000) };
+  return { cert, key };
 }

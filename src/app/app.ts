@@ -52,6 +52,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     ready: () => probeDependencies({ 'blob storage': () => blobStore.ping(), 'metadata database': () => metadata.ping() }),
     access: access.http,
     tls,
+    hstsMaxAge: Math.floor(config.tls.hsts / 1000),
     trustedProxies: config.trustedProxies,
   });
 

@@ -61,8 +61,9 @@ export class RevocationList {
   }
 
   async poll(): Promise<void> {
-    // Overlap the window a little: a revocation committed just before the previous poll read.
-    const since = new Date(Math.max(0, this.lastPoll - 5000));
+    // Overlap the window: a revocation committed just before the previous poll read, or stamped
+    // by a node whose clock is a little behind this one's.
+    const since = new Date(Math.max(0, this.lastPoll - 60_000));
     const startedAt = this.now();
     let added = false;
     for (const { subject, at } of await this.store.since(since)) {

@@ -28,8 +28,10 @@ export interface HttpServerOptions {
     auditPulls: boolean;
     version: string;
   };
-  /** Serve HTTPS with this certificate and key (PEM); `hstsMaxAge` in seconds, 0 for none. */
-  tls?: { cert: Buffer; key: Buffer; hstsMaxAge: number };
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Strict-Transport-Security max-age (seconds) on HTTPS responses (also behind a trusted proxy); 0: none. */
+  hstsMaxAge: number;
   /** Proxies whose X-Forwarded-For/-Proto/-Host are believed (addresses, CIDRs). */
   trustedProxies: string[];
 }
@@ -69,7 +71,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}),
   }) as unknown as FastifyInstance;
 
-  const hsts = options.tls && options.tls.hstsMaxAge > 0 ? `max-age=${options.tls.hstsMaxAge}` : undefined;
+  const hsts = options.hstsMaxAge > 0 ? `max-age=${options.hstsMaxAge}` : undefined;
   if (hsts) {
     app.addHook('onSend', async (request, reply) => {
       if (request.protocol === 'https') reply.header('strict-transport-security', hsts);

@@ -97,10 +97,13 @@ describe('the /v2 challenge', () => {
     }
     const untrusted = await app.get('/v2/', { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example.com' });
     expect(untrusted.headers['www-authenticate']).toContain('realm="http://localhost:80/auth/token"');
+    expect(untrusted.headers['strict-transport-security']).toBeUndefined();
     const proxied = await createAuthApp({ flags: { trustedProxies: '127.0.0.1' } });
     try {
       const response = await proxied.get('/v2/', { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'registry.example.com' });
       expect(response.headers['www-authenticate']).toContain('realm="https://registry.example.com/auth/token"');
+      // HTTPS at the proxy: HSTS here too.
+      expect(response.headers['strict-transport-security']).toBe('max-age=31536000');
     } finally {
       await proxied.cleanup();
     }
