@@ -9,7 +9,7 @@ import { memberInput, newProjectInput, parse, projectChangesInput, projectName, 
 
 /** Projects (namespaces of repositories), their visibility and their members. */
 export class ProjectService {
-  /** Projects seen to exist in this process (for a minute): pushes to them need no lookup. */
+  /** Pushers and repositories checked in this process (for a minute): their next requests need no lookup. */
   private readonly known = new Map<string, number>();
 
   constructor(
@@ -38,23 +38,31 @@ export class ProjectService {
 
   /**
    * Before a push: creates the repository's project when it does not exist and the pusher may
-   * create projects (the authorizer granted the push on that condition), with the pusher as owner.
+   * create projects (a token granted the push on that condition), with the pusher as owner.
+   * When the project exists but someone else created it since the token was issued, the push
+   * is checked again against the project's members (the token alone is not enough then).
+   * Remembered per pusher and project for a minute, so later requests of a push cost nothing.
    */
   async ensureForPush(actor: Actor, repository: string): Promise<void> {
     const name = projectOf(repository);
-    if ((this.known.get(name) ?? 0) > Date.now()) return;
     const principal = actor.principal;
+    const key = `${principal.kind}:${principal.kind === 'anonymous' ? '' : principal.id}:${repository}`;
+    if ((this.known.get(key) ?? 0) > Date.now()) return;
     const ownerId = principal.kind === 'user' && principal.id !== '' ? principal.id : undefined;
+    let created = false;
     if (!(await this.store.projects.get(name))) {
       if (!this.auth.authorizer.canCreateProjects(principal)) throw new ControlError('forbidden', `project ${name} does not exist`);
-      const { created } = await this.store.projects.ensure({ name, public: false, createdBy: creator(principal) }, ownerId);
+      created = (await this.store.projects.ensure({ name, public: false, createdBy: creator(principal) }, ownerId)).created;
       if (created) {
         this.auth.policyChanged();
         this.audit.record(actor, { action: 'project.create', result: 'success', target: name, project: name, detail: { public: false, via: 'push' } });
       }
     }
+    if (!created && !(await this.auth.authorizer.allows(principal, { type: 'repository', name: repository, actions: ['push'] }))) {
+      throw new ControlError('forbidden', `you may not push to ${repository}`);
+    }
     if (this.known.size > 10_000) this.known.clear();
-    this.known.set(name, Date.now() + 60_000);
+    this.known.set(key, Date.now() + 60_000);
   }
 
   /** Projects the actor can see: public ones, those they belong to; all for admins. */
@@ -92,7 +100,7 @@ export class ProjectService {
     const result = await this.store.projects.delete(name, force);
     if (result === 'not-found') throw notFound(`project ${name}`);
     if (result === 'not-empty') throw new ControlError('conflict', `project ${name} has repositories: delete them first, or delete with force`);
-    this.known.delete(name);
+    this.known.clear();
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'project.delete', result: 'success', target: name, project: name, detail: { force } });
   }

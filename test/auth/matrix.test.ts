@@ -236,8 +236,15 @@ describe('authorization matrix', () => {
       const push = await open.post('/v2/carolsproj/app/blobs/uploads/', undefined, bearer(await tokenFor(open, carol, ['repository:carolsproj/app:pull,push'])));
       expect(push.statusCode).toBe(202);
       expect((await apiOk(open, 'GET', '/projects/carolsproj/members', { as: carol })).items).toMatchObject([{ userName: 'carol', role: 'owner' }]);
-      // Robots never create projects.
       expect((await apiOk(open, 'GET', '/audit?action=project.create', { as: ADMIN })).items[0]).toMatchObject({ actor: 'carol', target: 'carolsproj', detail: { via: 'push' } });
+      // A token granted push because the project did not exist; someone else creates it first:
+      // the push is then checked against that project's members, and refused.
+      const dave = await addUser(open, 'dave');
+      const early = bearer(await tokenFor(open, carol, ['repository:race/app:pull,push']));
+      await apiOk(open, 'POST', '/projects', { as: dave, body: { name: 'race' } });
+      const late = await open.post('/v2/race/app/blobs/uploads/', undefined, early);
+      expect(late.statusCode).toBe(403);
+      expect(late.json().errors[0].code).toBe('DENIED');
     } finally {
       await open.cleanup();
     }
