@@ -156,6 +156,9 @@ export async function startStowage({ name, label, workDir, sampler, entry, profi
     STOWAGE_LOG_REQUESTS: 'false',
     STOWAGE_LOG_LEVEL: 'warn',
     NODE_ENV: 'production',
+    // Open access, like the Distribution registry it is compared with; BENCH_STOWAGE_ENV=STOWAGE_AUTH=token
+    // measures with token authentication (then the client needs credentials).
+    STOWAGE_AUTH: 'none',
     ...parseEnvList(process.env.BENCH_STOWAGE_ENV),
   };
   // --cpu-prof is refused in NODE_OPTIONS; as an execArgv it is inherited by cluster workers.
