@@ -1,5 +1,7 @@
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
+import { projectOf } from '../auth/authorizer.js';
+import { duration } from '../config/primitives.js';
 import type { Actor } from '../auth/principal.js';
 import type { AuthService } from '../auth/service.js';
 import type { ManifestRecord, MetadataStore, TagHistoryEntry } from '../metadata/metadata-store.js';
@@ -8,8 +10,9 @@ import { parseManifest } from '../registry/manifest-parser.js';
 import { isRepositoryName, isTag } from '../registry/names.js';
 import type { AuditLog } from './audit.js';
 import { ControlError, notFound } from './errors.js';
+import { requireAccess } from './guard.js';
 
-/** How long a tag's earlier digests stay restorable (and, for GC, kept): 14 days by default. */
+/** How long a tag's earlier digests stay restorable, unless a project sets its own window. */
 export const defaultHistoryWindowMs = 14 * 24 * 3600 * 1000;
 
 /** What the diff reads of blob storage: an image's config. */
@@ -33,6 +36,21 @@ export const rollbackInput = z
   })
   .strict()
   .refine((v) => v.to === undefined || v.steps === undefined, { message: 'give either to or steps, not both' });
+
+export const lifecycleInput = z
+  .object({
+    /** A duration (30d, 36h) between 1h and 3650d, or null for the default (14 days). */
+    historyWindow: duration.refine((ms) => ms >= 3_600_000 && ms <= 3650 * 86_400_000, 'between 1h and 3650d').nullable(),
+  })
+  .strict();
+
+export interface LifecycleView {
+  project: string;
+  /** The window in force (the project's, or the default). */
+  historyWindowMs: number;
+  /** True when the project sets its own window. */
+  custom: boolean;
+}
 
 export interface HistoryItem {
   previousDigest: string | null;
@@ -92,9 +110,13 @@ export class TagHistoryService {
   async history(actor: Actor, repository: string, tag: string): Promise<TagHistory> {
     await this.require(actor, repository, 'pull');
     requireTag(tag);
-    const [entries, current] = await Promise.all([this.metadata.tags.history(repository, tag), this.metadata.tags.get(repository, tag)]);
+    const [entries, current, windowMs] = await Promise.all([
+      this.metadata.tags.history(repository, tag),
+      this.metadata.tags.get(repository, tag),
+      this.windowOf(projectOf(repository)),
+    ]);
     if (entries.length === 0 && !current) throw notFound(`tag ${repository}:${tag}`);
-    const windowStart = this.now() - this.windowMs;
+    const windowStart = this.now() - windowMs;
     return {
       repository,
       tag,
@@ -109,9 +131,9 @@ export class TagHistoryService {
     requireTag(tag);
     const parsed = rollbackInput.safeParse(input ?? {});
     if (!parsed.success) throw ControlError.fromZod(parsed.error);
-    const entries = await this.metadata.tags.history(repository, tag);
+    const [entries, windowMs] = await Promise.all([this.metadata.tags.history(repository, tag), this.windowOf(projectOf(repository))]);
     if (entries.length === 0) throw notFound(`tag ${repository}:${tag}`);
-    const windowStart = this.now() - this.windowMs;
+    const windowStart = this.now() - windowMs;
     const target = parsed.data.to ?? this.stepsBack(entries, parsed.data.steps ?? 1, windowStart, repository, tag);
     if (parsed.data.to !== undefined && !namedInWindow(entries, target, windowStart)) {
       throw new ControlError('conflict', `${repository}:${tag} did not point at ${target} within the history window (since ${new Date(windowStart).toISOString()})`);
@@ -132,6 +154,30 @@ export class TagHistoryService {
       detail: { from: result.previousDigest, to: target },
     });
     return result;
+  }
+
+  /** A project's lifecycle settings (members and anyone who can see the project). */
+  async settings(actor: Actor, project: string): Promise<LifecycleView> {
+    if (!(await this.auth.authorizer.allows(actor.principal, { type: 'project', name: project, actions: ['read'] }))) throw notFound(`project ${project}`);
+    const settings = await this.metadata.lifecycle.get(project);
+    if (!settings) throw notFound(`project ${project}`);
+    return { project, historyWindowMs: settings.historyWindowMs ?? this.windowMs, custom: settings.historyWindowMs !== null };
+  }
+
+  /** Changes a project's lifecycle settings (owners and system administrators). */
+  async configure(actor: Actor, project: string, input: unknown): Promise<LifecycleView> {
+    const parsed = lifecycleInput.safeParse(input ?? {});
+    if (!parsed.success) throw ControlError.fromZod(parsed.error);
+    await this.settings(actor, project);
+    await requireAccess(this.auth.authorizer, actor, { type: 'project', name: project, actions: ['admin'] }, `only owners of project ${project} and system administrators may do this`);
+    if (!(await this.metadata.lifecycle.set(project, { historyWindowMs: parsed.data.historyWindow }))) throw notFound(`project ${project}`);
+    this.audit.record(actor, { action: 'project.lifecycle', result: 'success', target: project, project, detail: { historyWindowMs: parsed.data.historyWindow } });
+    return this.settings(actor, project);
+  }
+
+  /** The history window of a project's repositories (repositories outside projects: the default). */
+  private async windowOf(project: string): Promise<number> {
+    return (await this.metadata.lifecycle.get(project))?.historyWindowMs ?? this.windowMs;
   }
 
   /** The digest the tag pointed at `steps` moves ago. */

@@ -8,13 +8,15 @@ import { descriptorOf, ociIndex, mediaTypes, type PushedImage, type TestApp } fr
 let app: TestApp;
 let dev: Creds;
 let reader: Creds;
+let owner: Creds;
 const repo = 'team/app';
 
 beforeAll(async () => {
   app = await createAuthApp();
   dev = await addUser(app, 'dev');
   reader = await addUser(app, 'reader');
-  await addProject(app, 'team', { members: { dev: 'developer', reader: 'reader' } });
+  owner = await addUser(app, 'owner');
+  await addProject(app, 'team', { members: { dev: 'developer', reader: 'reader', owner: 'owner' } });
   // /v2 requests of the helpers go out with an admin token for the repository.
   const token = await tokenFor(app, ADMIN, [`repository:${repo}:pull,push,delete`]);
   const inject = app.inject.bind(app);
@@ -133,6 +135,25 @@ describe('tag history', () => {
     expect(history.items.map((i: { inWindow: boolean }) => i.inWindow)).toEqual([false, false]);
     expect((await api(app, 'POST', `/repositories/${repo}/-/tags/aged/rollback`, { as: dev, body: {} })).json().error.message).toContain('history window');
     expect((await api(app, 'POST', `/repositories/${repo}/-/tags/aged/rollback`, { as: dev, body: { to: old.digest } })).statusCode).toBe(409);
+  });
+
+  it('use the project\'s own history window, which only owners set', async () => {
+    expect(await apiOk(app, 'GET', '/projects/team/lifecycle', { as: reader })).toEqual({ project: 'team', historyWindowMs: 14 * 86_400_000, custom: false });
+    expect((await api(app, 'PUT', '/projects/team/lifecycle', { as: dev, body: { historyWindow: '30d' } })).statusCode).toBe(403);
+    expect((await api(app, 'PUT', '/projects/team/lifecycle', { as: owner, body: { historyWindow: '1s' } })).json().error.fields).toEqual([{ field: 'historyWindow', message: 'between 1h and 3650d' }]);
+    expect((await api(app, 'PUT', '/projects/team/lifecycle', { as: owner, body: {} })).statusCode).toBe(400);
+    expect((await api(app, 'GET', '/projects/nope/lifecycle', { as: ADMIN })).statusCode).toBe(404);
+    expect((await api(app, 'GET', '/projects/team/lifecycle', { as: await addUser(app, 'stranger') })).statusCode).toBe(404);
+    expect(await apiOk(app, 'PUT', '/projects/team/lifecycle', { as: owner, body: { historyWindow: '30d' }, status: 200 })).toEqual({ project: 'team', historyWindowMs: 30 * 86_400_000, custom: true });
+
+    // The 15-day-old moves of `aged` are inside a 30-day window.
+    const history = await apiOk(app, 'GET', `/repositories/${repo}/-/tags/aged/history`, { as: dev });
+    expect(history.items.map((i: { inWindow: boolean }) => i.inWindow)).toEqual([true, true]);
+    expect(await apiOk(app, 'POST', `/repositories/${repo}/-/tags/aged/rollback`, { as: dev, body: {}, status: 200 })).toMatchObject({ moved: true });
+    const audit = await apiOk(app, 'GET', '/audit?action=project.lifecycle', { as: ADMIN });
+    expect(audit.items[0]).toMatchObject({ actor: 'owner', target: 'team', result: 'success' });
+
+    expect(await apiOk(app, 'PUT', '/projects/team/lifecycle', { as: owner, body: { historyWindow: null }, status: 200 })).toMatchObject({ custom: false, historyWindowMs: 14 * 86_400_000 });
   });
 
   it('diffs two images: layers, config and size', async () => {

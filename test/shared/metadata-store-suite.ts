@@ -484,6 +484,23 @@ export function metadataStoreSuite(
       });
     });
 
+    describe('lifecycle settings', () => {
+      it('are null for unknown projects, default to null, are replaced, and go with the project', async () => {
+        expect(await store.lifecycle.get('team')).toBeNull();
+        expect(await store.lifecycle.set('team', { historyWindowMs: 1000 })).toBe(false);
+        await store.control.projects.create({ name: 'team', public: false, createdBy: null });
+        expect(await store.lifecycle.get('team')).toEqual({ historyWindowMs: null });
+        expect(await store.lifecycle.set('team', { historyWindowMs: 30 * 86_400_000 })).toBe(true);
+        expect(await store.lifecycle.get('team')).toEqual({ historyWindowMs: 30 * 86_400_000 });
+        expect(await store.lifecycle.set('team', { historyWindowMs: null })).toBe(true);
+        expect(await store.lifecycle.get('team')).toEqual({ historyWindowMs: null });
+        await store.lifecycle.set('team', { historyWindowMs: 5 });
+        expect(await store.control.projects.delete('team', true)).toBe('deleted');
+        await store.control.projects.create({ name: 'team', public: false, createdBy: null });
+        expect(await store.lifecycle.get('team')).toEqual({ historyWindowMs: null });
+      });
+    });
+
     describe('repositories', () => {
       it('lists repositories with content in byte order with last and limit', async () => {
         const names = ['lib/b', 'lib-a', 'lib.a', 'lib/a', 'lib_a', 'liba', 'a', 'z/z'];

@@ -5,7 +5,7 @@ import { AuthenticationError } from '../../auth/authenticators.js';
 import { TooManyFailuresError } from '../../auth/throttle.js';
 import type { Control } from '../../control/control.js';
 import { auditFilterInput } from '../../control/audit-service.js';
-import { rollbackInput } from '../../control/tag-history.js';
+import { lifecycleInput, rollbackInput } from '../../control/tag-history.js';
 import { ControlError } from '../../control/errors.js';
 import { requireAccess, systemAccess } from '../../control/guard.js';
 import {
@@ -263,6 +263,25 @@ export const apiRoutes: ApiRoute[] = [
     summary: 'Remove a member (owners, admins)',
     response: 'no content',
     handle: ({ control, actor, params }) => control.projects.removeMember(actor, params.name!, params.user!),
+  },
+
+  {
+    method: 'GET',
+    path: '/projects/{name}/lifecycle',
+    tag: 'projects',
+    summary: "A project's versions and lifecycle settings: the tag history window in force (ms) and whether it is the project's own",
+    response: '{ project, historyWindowMs, custom }',
+    handle: ({ control, actor, params }) => control.tagHistory.settings(actor, params.name!),
+  },
+  {
+    method: 'PUT',
+    path: '/projects/{name}/lifecycle',
+    tag: 'projects',
+    summary: 'Set the tag history window ({ historyWindow: "30d" }, 1h to 3650d; null for the 14-day default); owners',
+    body: lifecycleInput,
+    status: 200,
+    response: '{ project, historyWindowMs, custom }',
+    handle: ({ control, actor, params, body }) => control.tagHistory.configure(actor, params.name!, body),
   },
 
   // ---------------------------------------------------------------------------------------------

@@ -92,8 +92,16 @@ export interface UploadTable {
   append_expires_at: ColumnType<number | string | null, number | null | undefined, number | null>;
 }
 
+/** Per-project lifecycle settings (0003); null: the default. */
+export interface ProjectLifecycleTable {
+  project_id: Id;
+  history_window_ms: ColumnType<number | string | null, number | null, number | null>;
+  updated_at: Int64;
+}
+
 /** Registry tables, plus identity and access control (control-schema.ts). */
 export interface Database extends ControlDatabase {
+  project_lifecycle: ProjectLifecycleTable;
   repositories: RepositoryTable;
   blobs: BlobTable;
   repository_blobs: RepositoryBlobTable;

@@ -8,6 +8,7 @@ import {
   type AppendLease,
   type BlobQueries,
   type BlobRecord,
+  type LifecycleQueries,
   type ManifestQueries,
   type ManifestRecord,
   type MetadataStore,
@@ -24,6 +25,7 @@ import {
 import type { Database, Id, UploadTable } from './schema.js';
 import type { ControlStore } from '../control-store.js';
 import { SqlControlStore } from './control/sql-control-store.js';
+import { SqlLifecycle } from './lifecycle.js';
 import { precompile } from './precompiled.js';
 
 export interface SqlMetadataStoreOptions {
@@ -59,6 +61,7 @@ export class SqlMetadataStore implements MetadataStore {
   readonly tags: TagQueries;
   readonly uploads: UploadQueries;
   readonly control: ControlStore;
+  readonly lifecycle: LifecycleQueries;
 
   constructor(
     private readonly db: Db,
@@ -71,6 +74,7 @@ export class SqlMetadataStore implements MetadataStore {
     this.tags = new SqlTags(db, now);
     this.uploads = new SqlUploads(db, now);
     this.control = new SqlControlStore(db, now);
+    this.lifecycle = new SqlLifecycle(db, now);
   }
 
   async ping(): Promise<void> {
