@@ -30,6 +30,11 @@ serve.action(async (options: Record<string, string | undefined>) => {
     throw error;
   }
   const logger = pino({ level: config.log.level, base: { service: 'stowage' } });
+  // SIGHUP reloads the TLS files. Handled from the start: by default it would end the process,
+  // and one that arrives while the server starts is applied once it has started.
+  let reload: (() => void) | undefined;
+  let reloadPending = false;
+  process.on('SIGHUP', () => (reload ? reload() : (reloadPending = true)));
   if (cluster.isPrimary) await prepareEmbeddedMetadata(config, logger);
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
   exitWithPrimary();
@@ -54,12 +59,13 @@ serve.action(async (options: Record<string, string | undefined>) => {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGHUP', () => {
+  reload = () => {
     app.reloadTls().then(
       (reloaded) => logger.info({ reloaded }, reloaded ? 'TLS certificate and key reloaded' : 'SIGHUP: not serving HTTPS, nothing to reload'),
       (error: unknown) => logger.error({ err: error }, 'reloading the TLS certificate and key failed; keeping the current ones'),
     );
-  });
+  };
+  if (reloadPending) reload();
 });
 
 /** commander's property name for a flag such as `--data-dir <dir>` (dataDir). */

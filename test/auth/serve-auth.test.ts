@@ -119,6 +119,7 @@ describe('first start', () => {
 describe('revocation across workers', () => {
   it('a disabled user and its tokens stop working in every worker within seconds', async () => {
     const server = await serve({ env: { STOWAGE_ADMIN_PASSWORD: 'admin-password-x' } });
+    await waitFor(async () => server.output!().includes('stowage listening'), 10_000, 'both workers');
     const admin = basic('admin', 'admin-password-x');
     const json = { ...admin, 'content-type': 'application/json' };
     expect((await call(`${server.url}/api/v1/users`, { method: 'POST', headers: json, body: JSON.stringify({ name: 'eve', password: 'eve-password-1' }) })).status).toBe(201);
@@ -154,6 +155,7 @@ describe('HTTPS', () => {
     execFileSync('cp', [first.key, live.key]);
     const server = await serve({ https: true, env: { STOWAGE_TLS_CERT: live.cert, STOWAGE_TLS_KEY: live.key } });
     expect(server.url).toMatch(/^https:/);
+    await waitFor(async () => server.output!().includes('stowage listening'), 10_000, 'both workers');
 
     const ca = readFileSync(first.cert);
     const base = await call(`${server.url}/v2/`, { ca });
@@ -168,7 +170,7 @@ describe('HTTPS', () => {
     execFileSync('cp', [second.key, live.key]);
     server.process.kill('SIGHUP');
     const secondCa = readFileSync(second.cert);
-    await waitFor(async () => (await call(`${server.url}/healthz`, { ca: secondCa }).catch(() => undefined))?.certificate === 'second', 5000, 'the new certificate');
+    await waitFor(async () => (await call(`${server.url}/healthz`, { ca: secondCa }).catch(() => undefined))?.certificate === 'second', 10_000, 'the new certificate');
     // Every worker reloaded: each new connection gets the new certificate.
     for (let i = 0; i < 6; i++) expect((await call(`${server.url}/healthz`, { ca: secondCa })).certificate).toBe('second');
     expect(server.output!()).toContain('TLS certificate and key reloaded');
