@@ -33,7 +33,7 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     projects: new ProjectService(store, auth, audit),
     robots: new RobotService(store, auth, audit),
     tokens: new PersonalTokenService(store, auth, audit),
-    repositories: new RepositoryService(store, metadata.tags, auth, audit),
+    repositories: new RepositoryService(store, metadata, auth, audit),
     tagHistory: new TagHistoryService(metadata, auth, audit, blobs),
   };
 }

@@ -2,7 +2,8 @@ import type { AuditLog } from './audit.js';
 import type { AuthService } from '../auth/service.js';
 import type { Actor, Principal } from '../auth/principal.js';
 import type { ControlStore, OffsetPage, Paged, RepositorySummary, TagSummary } from '../metadata/control-store.js';
-import type { TagQueries } from '../metadata/metadata-store.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
+import { tagGuardFor } from '../registry/immutability.js';
 import { isRepositoryName, isTag } from '../registry/names.js';
 import { ControlError, notFound } from './errors.js';
 import { systemAccess } from './guard.js';
@@ -17,7 +18,7 @@ const MAX_SCAN = 100_000;
 export class RepositoryService {
   constructor(
     private readonly store: ControlStore,
-    private readonly tagStore: TagQueries,
+    private readonly metadata: MetadataStore,
     private readonly auth: AuthService,
     private readonly audit: AuditLog,
   ) {}
@@ -55,8 +56,14 @@ export class RepositoryService {
   async deleteTag(actor: Actor, name: string, tag: string): Promise<void> {
     await this.require(actor, name, 'delete');
     if (!isTag(tag)) throw new ControlError('invalid', 'invalid tag', [{ field: 'tag', message: 'not a valid tag' }]);
-    const current = await this.tagStore.get(name, tag);
-    if (!current || !(await this.tagStore.delete(name, tag))) throw notFound(`tag ${name}:${tag}`);
+    const current = await this.metadata.tags.get(name, tag);
+    if (!current) throw notFound(`tag ${name}:${tag}`);
+    const rule = (await tagGuardFor(this.metadata, name))?.immutable(tag) ?? null;
+    if (rule !== null) {
+      this.audit.record(actor, { action: 'tag.immutable', result: 'denied', target: `${name}:${tag}`, detail: { rule, digest: current.digest, method: 'DELETE' } });
+      throw new ControlError('forbidden', `tag ${tag} is immutable (rule ${rule}); it cannot be deleted`);
+    }
+    if (!(await this.metadata.tags.delete(name, tag))) throw notFound(`tag ${name}:${tag}`);
     this.audit.record(actor, { action: 'tag.delete', result: 'success', target: `${name}:${tag}`, detail: { digest: current.digest } });
   }
 

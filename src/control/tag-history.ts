@@ -2,9 +2,10 @@ import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { projectOf } from '../auth/authorizer.js';
 import { duration } from '../config/primitives.js';
-import type { Actor } from '../auth/principal.js';
+import { actorName, type Actor } from '../auth/principal.js';
 import type { AuthService } from '../auth/service.js';
-import type { ManifestRecord, MetadataStore, TagHistoryEntry } from '../metadata/metadata-store.js';
+import { ImmutableTagError, type ManifestRecord, type MetadataStore, type TagHistoryEntry, type TagRule } from '../metadata/metadata-store.js';
+import { describeRule, tagGuardFor } from '../registry/immutability.js';
 import { parseDigest } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest-parser.js';
 import { isRepositoryName, isTag } from '../registry/names.js';
@@ -41,6 +42,14 @@ export const lifecycleInput = z
   .object({
     /** A duration (30d, 36h) between 1h and 3650d, or null for the default (14 days). */
     historyWindow: duration.refine((ms) => ms >= 3_600_000 && ms <= 3650 * 86_400_000, 'between 1h and 3650d').nullable(),
+  })
+  .strict();
+
+/** Tags matching `tag` (glob: * and ?) in repositories matching `repository` (default: all of the project) never move once they exist. */
+export const tagRuleInput = z
+  .object({
+    repository: z.string().min(1).max(255).regex(/^[a-z0-9._/*?-]+$/, 'a repository name pattern (*, ?)').optional(),
+    tag: z.string().min(1).max(128).regex(/^[\w.*?-]+$/, 'a tag pattern (*, ?)'),
   })
   .strict();
 
@@ -145,7 +154,13 @@ export class TagHistoryService {
     if (result.moved) {
       // Re-pushing the stored bytes: the manifest's references are re-derived, so even if it
       // were deleted meanwhile, it could only come back with all its blobs present.
-      await this.metadata.manifests.put(repository, { ...parseManifest(record.content, record.mediaType), digest: record.digest }, tag);
+      try {
+        await this.metadata.manifests.put(repository, { ...parseManifest(record.content, record.mediaType), digest: record.digest }, tag, await tagGuardFor(this.metadata, repository));
+      } catch (error) {
+        if (!(error instanceof ImmutableTagError)) throw error;
+        this.audit.record(actor, { action: 'tag.immutable', result: 'denied', target: `${repository}:${tag}`, detail: { rule: error.rule, digest: error.digest, method: 'rollback' } });
+        throw new ControlError('forbidden', `tag ${tag} is immutable (rule ${error.rule}); it cannot be rolled back`);
+      }
     }
     this.audit.record(actor, {
       action: 'tag.rollback',
@@ -168,11 +183,42 @@ export class TagHistoryService {
   async configure(actor: Actor, project: string, input: unknown): Promise<LifecycleView> {
     const parsed = lifecycleInput.safeParse(input ?? {});
     if (!parsed.success) throw ControlError.fromZod(parsed.error);
-    await this.settings(actor, project);
-    await requireAccess(this.auth.authorizer, actor, { type: 'project', name: project, actions: ['admin'] }, `only owners of project ${project} and system administrators may do this`);
+    await this.requireOwner(actor, project);
     if (!(await this.metadata.lifecycle.set(project, { historyWindowMs: parsed.data.historyWindow }))) throw notFound(`project ${project}`);
     this.audit.record(actor, { action: 'project.lifecycle', result: 'success', target: project, project, detail: { historyWindowMs: parsed.data.historyWindow } });
     return this.settings(actor, project);
+  }
+
+  /** A project's immutable tag rules (anyone who can see the project). */
+  async rules(actor: Actor, project: string): Promise<{ items: TagRule[] }> {
+    await this.settings(actor, project);
+    return { items: await this.metadata.lifecycle.rules(project) };
+  }
+
+  /** Adds an immutable tag rule (owners and system administrators). */
+  async addRule(actor: Actor, project: string, input: unknown): Promise<TagRule> {
+    const parsed = tagRuleInput.safeParse(input ?? {});
+    if (!parsed.success) throw ControlError.fromZod(parsed.error);
+    await this.requireOwner(actor, project);
+    const repository = parsed.data.repository ?? `${project}/*`;
+    if (repository !== project && !repository.startsWith(`${project}/`)) {
+      throw new ControlError('invalid', `the repository pattern must be within the project (${project}/...)`, [{ field: 'repository', message: `must start with ${project}/` }]);
+    }
+    const rule = await this.metadata.lifecycle.addRule(project, { repository, tag: parsed.data.tag, createdBy: actorName(actor.principal) });
+    if (!rule) throw notFound(`project ${project}`);
+    this.audit.record(actor, { action: 'project.tag-rule.add', result: 'success', target: project, project, detail: { rule: describeRule(rule) } });
+    return rule;
+  }
+
+  async deleteRule(actor: Actor, project: string, id: string): Promise<void> {
+    await this.requireOwner(actor, project);
+    if (!(await this.metadata.lifecycle.deleteRule(project, id))) throw notFound(`rule ${id} of project ${project}`);
+    this.audit.record(actor, { action: 'project.tag-rule.delete', result: 'success', target: project, project, detail: { id } });
+  }
+
+  private async requireOwner(actor: Actor, project: string): Promise<void> {
+    await this.settings(actor, project);
+    await requireAccess(this.auth.authorizer, actor, { type: 'project', name: project, actions: ['admin'] }, `only owners of project ${project} and system administrators may do this`);
   }
 
   /** The history window of a project's repositories (repositories outside projects: the default). */

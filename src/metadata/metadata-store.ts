@@ -81,15 +81,24 @@ export interface ManifestQueries {
    * MissingReferenceError when a referenced blob or child manifest is absent from the
    * repository. Storing a manifest that already exists only (re)tags it.
    */
-  put(repository: string, manifest: NewManifest, tag?: string): Promise<void>;
+  put(repository: string, manifest: NewManifest, tag?: string, options?: TagGuard): Promise<void>;
   /**
    * Removes a manifest from a repository with the tags that point at it (recorded as moves to
    * nothing). Throws ManifestInUseError when an index of the repository references it.
    * Resolves to false when it did not exist.
    */
-  delete(repository: string, digest: string): Promise<boolean>;
+  delete(repository: string, digest: string, options?: TagGuard): Promise<boolean>;
   /** Manifests of the repository whose `subject` is `digest`, optionally by artifact type. */
   referrers(repository: string, digest: string, artifactType?: string): Promise<ReferrerRecord[]>;
+}
+
+/**
+ * Immutable tags, checked inside the transaction that would move or remove them: `immutable(tag)`
+ * names the rule that protects a tag (or null). Moving an existing protected tag to another
+ * digest, or deleting a manifest that a protected tag names, throws ImmutableTagError.
+ */
+export interface TagGuard {
+  immutable(tag: string): string | null;
 }
 
 export interface ReferrerRecord {
@@ -133,6 +142,21 @@ export interface LifecycleQueries {
   get(project: string): Promise<LifecycleSettings | null>;
   /** Replaces a project's settings; false when the project does not exist. */
   set(project: string, settings: LifecycleSettings): Promise<boolean>;
+  /** A project's immutable tag rules, oldest first ([] for unknown projects). */
+  rules(project: string): Promise<TagRule[]>;
+  /** Adds a rule; null when the project does not exist. */
+  addRule(project: string, rule: { repository: string; tag: string; createdBy: string | null }): Promise<TagRule | null>;
+  /** Removes a rule of the project; false when there is none with that id. */
+  deleteRule(project: string, id: string): Promise<boolean>;
+}
+
+/** Tags matching `tag` in repositories matching `repository` (globs) never move once they exist. */
+export interface TagRule {
+  id: string;
+  repository: string;
+  tag: string;
+  createdBy: string | null;
+  createdAt: Date;
 }
 
 export interface UploadRecord {
@@ -211,6 +235,17 @@ export class ManifestInUseError extends Error {
   ) {
     super(`manifest ${digest} is referenced by index ${index}`);
     this.name = 'ManifestInUseError';
+  }
+}
+
+export class ImmutableTagError extends Error {
+  constructor(
+    readonly tag: string,
+    readonly rule: string,
+    readonly digest: string,
+  ) {
+    super(`tag ${tag} is immutable (rule ${rule}); it points at ${digest}`);
+    this.name = 'ImmutableTagError';
   }
 }
 

@@ -3,7 +3,9 @@ import { parseDigest } from './digest.js';
 import { RegistryError } from './errors.js';
 import { parseManifest } from './manifest-parser.js';
 import { isTag, requireTag } from './names.js';
+import { tagGuardFor } from './immutability.js';
 import {
+  ImmutableTagError,
   ManifestInUseError,
   MissingReferenceError,
   type ManifestRecord,
@@ -50,8 +52,10 @@ export class ManifestService {
       manifest.digest = actual;
     }
     try {
-      await this.metadata.manifests.put(repository, manifest, 'tag' in reference ? reference.tag : undefined);
+      const tag = 'tag' in reference ? reference.tag : undefined;
+      await this.metadata.manifests.put(repository, manifest, tag, tag === undefined ? undefined : await tagGuardFor(this.metadata, repository));
     } catch (error) {
+      if (error instanceof ImmutableTagError) throw immutableDenied(error);
       if (error instanceof MissingReferenceError) {
         throw error.kind === 'blob'
           ? new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${error.digest} is not in this repository: push it first`, { digest: error.digest })
@@ -64,21 +68,37 @@ export class ManifestService {
 
   /** Deleting by digest removes the manifest; deleting by tag removes only the tag. */
   async delete(repository: string, reference: Reference): Promise<void> {
+    const guard = await tagGuardFor(this.metadata, repository);
     if ('tag' in reference) {
+      const rule = guard?.immutable(reference.tag) ?? null;
+      const current = rule === null ? null : await this.metadata.tags.get(repository, reference.tag);
+      if (rule !== null && current) throw immutableDenied(new ImmutableTagError(reference.tag, rule, current.digest));
       if (!(await this.metadata.tags.delete(repository, reference.tag))) {
         throw new RegistryError('MANIFEST_UNKNOWN', 'tag unknown to this repository', { tag: reference.tag });
       }
       return;
     }
     try {
-      if (!(await this.metadata.manifests.delete(repository, reference.digest))) {
+      if (!(await this.metadata.manifests.delete(repository, reference.digest, guard))) {
         throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown to this repository', { digest: reference.digest });
       }
     } catch (error) {
+      if (error instanceof ImmutableTagError) throw immutableDenied(error);
       if (error instanceof ManifestInUseError) {
         throw new RegistryError('DENIED', `manifest is referenced by index ${error.index} in this repository; delete the index first`, { digest: error.digest, index: error.index }, undefined, 409);
       }
       throw error;
     }
   }
+}
+
+/** 403 DENIED naming the rule; the HTTP layer audit-logs it as a refusal. */
+export class ImmutableTagDenied extends RegistryError {
+  constructor(readonly refusal: ImmutableTagError) {
+    super('DENIED', `${refusal.message}: it cannot be moved or deleted`, { tag: refusal.tag, rule: refusal.rule, digest: refusal.digest });
+  }
+}
+
+function immutableDenied(error: ImmutableTagError): ImmutableTagDenied {
+  return new ImmutableTagDenied(error);
 }

@@ -501,6 +501,42 @@ export function metadataStoreSuite(
       });
     });
 
+    describe('immutable tag rules', () => {
+      it('are added, listed oldest first, removed, and go with the project', async () => {
+        expect(await store.lifecycle.rules('team')).toEqual([]);
+        expect(await store.lifecycle.addRule('team', { repository: 'team/*', tag: 'v*', createdBy: 'alice' })).toBeNull();
+        await store.control.projects.create({ name: 'team', public: false, createdBy: null });
+        const a = await store.lifecycle.addRule('team', { repository: 'team/*', tag: 'v*', createdBy: 'alice' });
+        const b = await store.lifecycle.addRule('team', { repository: 'team/app', tag: 'release-*', createdBy: null });
+        expect(a).toMatchObject({ repository: 'team/*', tag: 'v*', createdBy: 'alice' });
+        expect((await store.lifecycle.rules('team')).map((r) => r.id)).toEqual([a!.id, b!.id]);
+        expect(await store.lifecycle.deleteRule('other', a!.id)).toBe(false);
+        expect(await store.lifecycle.deleteRule('team', 'x')).toBe(false);
+        expect(await store.lifecycle.deleteRule('team', a!.id)).toBe(true);
+        expect(await store.lifecycle.deleteRule('team', a!.id)).toBe(false);
+        expect((await store.lifecycle.rules('team')).map((r) => r.tag)).toEqual(['release-*']);
+        await store.control.projects.delete('team', true);
+        expect(await store.lifecycle.rules('team')).toEqual([]);
+      });
+
+      it('guard moves and manifest deletions inside their transactions', async () => {
+        const guard = { immutable: (tag: string) => (tag.startsWith('v') ? 'rule-1' : null) };
+        await store.blobs.link('repo', blob('a'));
+        const one = manifest('one', { blobs: [blob('a').digest] });
+        const two = manifest('two', { blobs: [blob('a').digest] });
+        await store.manifests.put('repo', one, 'v1', guard);
+        await store.manifests.put('repo', one, 'v1', guard);
+        await store.manifests.put('repo', one, 'latest', guard);
+        await expect(store.manifests.put('repo', two, 'v1', guard)).rejects.toMatchObject({ name: 'ImmutableTagError', tag: 'v1', rule: 'rule-1', digest: one.digest });
+        // Refused as a whole: the new manifest was not stored either.
+        expect(await store.manifests.get('repo', two.digest)).toBeNull();
+        await store.manifests.put('repo', two, 'latest', guard);
+        await expect(store.manifests.delete('repo', one.digest, guard)).rejects.toMatchObject({ name: 'ImmutableTagError', tag: 'v1' });
+        expect((await store.tags.get('repo', 'v1'))?.digest).toBe(one.digest);
+        expect(await store.manifests.delete('repo', one.digest)).toBe(true);
+      });
+    });
+
     describe('repositories', () => {
       it('lists repositories with content in byte order with last and limit', async () => {
         const names = ['lib/b', 'lib-a', 'lib.a', 'lib/a', 'lib_a', 'liba', 'a', 'z/z'];

@@ -5,7 +5,7 @@ import { AuthenticationError } from '../../auth/authenticators.js';
 import { TooManyFailuresError } from '../../auth/throttle.js';
 import type { Control } from '../../control/control.js';
 import { auditFilterInput } from '../../control/audit-service.js';
-import { lifecycleInput, rollbackInput } from '../../control/tag-history.js';
+import { lifecycleInput, rollbackInput, tagRuleInput } from '../../control/tag-history.js';
 import { ControlError } from '../../control/errors.js';
 import { requireAccess, systemAccess } from '../../control/guard.js';
 import {
@@ -282,6 +282,33 @@ export const apiRoutes: ApiRoute[] = [
     status: 200,
     response: '{ project, historyWindowMs, custom }',
     handle: ({ control, actor, params, body }) => control.tagHistory.configure(actor, params.name!, body),
+  },
+
+  {
+    method: 'GET',
+    path: '/projects/{name}/immutable-tags',
+    tag: 'projects',
+    summary: "A project's immutable tag rules: once a matching tag exists, moving it to another digest or deleting it is refused (403 DENIED)",
+    response: '{ items: { id, repository, tag, createdBy, createdAt }[] }',
+    handle: ({ control, actor, params }) => control.tagHistory.rules(actor, params.name!),
+  },
+  {
+    method: 'POST',
+    path: '/projects/{name}/immutable-tags',
+    tag: 'projects',
+    summary: 'Add an immutable tag rule ({ tag: "v*", repository?: "<project>/*" }; globs with * and ?); owners',
+    body: tagRuleInput,
+    status: 201,
+    response: '{ id, repository, tag, createdBy, createdAt }',
+    handle: ({ control, actor, params, body }) => control.tagHistory.addRule(actor, params.name!, body),
+  },
+  {
+    method: 'DELETE',
+    path: '/projects/{name}/immutable-tags/{id}',
+    tag: 'projects',
+    summary: 'Remove an immutable tag rule; owners',
+    response: 'no content',
+    handle: ({ control, actor, params }) => control.tagHistory.deleteRule(actor, params.name!, params.id!),
   },
 
   // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Access, RepositoryAction } from '../../auth/access.js';
+import type { Actor } from '../../auth/principal.js';
 import type { AuditLog } from '../../control/audit.js';
 import type { RegistryGuard } from '../auth/registry-guard.js';
 import { RegistryError } from '../../registry/errors.js';
+import { ImmutableTagDenied } from '../../registry/manifests.js';
 import { requireRepositoryName } from '../../registry/names.js';
 import type { Registry } from '../../registry/registry.js';
 import { sendError } from '../errors.js';
@@ -109,6 +111,7 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
   const queryStart = request.url.indexOf('?');
   const path = request.url.slice(4, queryStart === -1 ? undefined : queryStart);
   const query = new URLSearchParams(queryStart === -1 ? '' : request.url.slice(queryStart + 1));
+  let caller: { actor: Actor; name: string } | undefined;
   try {
     for (const route of routes) {
       const match = route.pattern.exec(path);
@@ -123,6 +126,7 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
       const action = route.access[request.method];
       const auth = await guard.check(request, action ? [{ type: 'repository', name, actions: [action] }] : catalogAccess);
       if (action === 'push') await guard.beforePush(auth, name);
+      caller = { actor: auth.actor, name };
       const param = match[2] ?? '';
       const result = await handler({ request, reply, registry, name, param, query, auth });
       const event = route.audit?.[request.method];
@@ -142,6 +146,10 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
     request.routeLabel = 'unknown';
     throw new RegistryError('NOT_FOUND', 'no such endpoint in the registry API', { path: path.slice(0, 300) });
   } catch (error) {
+    if (error instanceof ImmutableTagDenied && caller) {
+      const { rule, digest, tag } = error.refusal;
+      audit.record(caller.actor, { action: 'tag.immutable', result: 'denied', target: `${caller.name}:${tag}`, detail: { rule, digest, method: request.method } });
+    }
     // Unread request bodies would otherwise stall the connection.
     if (!request.raw.readableEnded) request.raw.resume();
     return sendError(request, reply, error);

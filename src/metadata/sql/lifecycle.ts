@@ -1,5 +1,5 @@
-import type { LifecycleQueries, LifecycleSettings } from '../metadata-store.js';
-import type { Clock, Db } from './control/common.js';
+import type { LifecycleQueries, LifecycleSettings, TagRule } from '../metadata-store.js';
+import { date, id, type Clock, type Db } from './control/common.js';
 
 /** Per-project lifecycle settings (project_lifecycle, 0003). */
 export class SqlLifecycle implements LifecycleQueries {
@@ -33,5 +33,36 @@ export class SqlLifecycle implements LifecycleQueries {
       )
       .execute();
     return true;
+  }
+
+  async rules(project: string): Promise<TagRule[]> {
+    const rows = await this.db
+      .selectFrom('tag_rules as r')
+      .innerJoin('projects as p', 'p.id', 'r.project_id')
+      .select(['r.id', 'r.repository', 'r.tag', 'r.created_by', 'r.created_at'])
+      .where('p.name', '=', project)
+      .orderBy('r.id')
+      .execute();
+    return rows.map((row) => ({ id: id(row.id), repository: row.repository, tag: row.tag, createdBy: row.created_by, createdAt: date(row.created_at) }));
+  }
+
+  async addRule(project: string, rule: { repository: string; tag: string; createdBy: string | null }): Promise<TagRule | null> {
+    const found = await this.db.selectFrom('projects').select('id').where('name', '=', project).executeTakeFirst();
+    if (!found) return null;
+    const at = this.now();
+    const row = await this.db
+      .insertInto('tag_rules')
+      .values({ project_id: found.id, repository: rule.repository, tag: rule.tag, created_by: rule.createdBy, created_at: at })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return { id: id(row.id), repository: rule.repository, tag: rule.tag, createdBy: rule.createdBy, createdAt: date(at) };
+  }
+
+  async deleteRule(project: string, ruleId: string): Promise<boolean> {
+    if (!/^\d{1,18}$/.test(ruleId)) return false;
+    const found = await this.db.selectFrom('projects').select('id').where('name', '=', project).executeTakeFirst();
+    if (!found) return false;
+    const result = await this.db.deleteFrom('tag_rules').where('project_id', '=', found.id).where('id', '=', Number(ruleId)).executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
   }
 }

@@ -9,7 +9,7 @@ import {
   type MigrationProvider,
 } from 'kysely';
 import { identityMigration } from './identity-migration.js';
-import { lifecycleMigration } from './lifecycle-migration.js';
+import { lifecycleMigration, tagRulesMigration } from './lifecycle-migration.js';
 import type { SqlDialect } from './schema.js';
 
 /** Kysely's default bookkeeping table; kept so that the standard tooling can read it. */
@@ -204,6 +204,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
     },
     '0002_identity': identityMigration(t),
     '0003_lifecycle': lifecycleMigration(t),
+    '0004_tag_rules': tagRulesMigration(t),
   };
 }
 

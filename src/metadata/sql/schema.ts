@@ -99,9 +99,20 @@ export interface ProjectLifecycleTable {
   updated_at: Int64;
 }
 
+/** Immutable tag rules (0004). */
+export interface TagRuleTable {
+  id: Generated<Id>;
+  project_id: Id;
+  repository: string;
+  tag: string;
+  created_by: string | null;
+  created_at: Int64;
+}
+
 /** Registry tables, plus identity and access control (control-schema.ts). */
 export interface Database extends ControlDatabase {
   project_lifecycle: ProjectLifecycleTable;
+  tag_rules: TagRuleTable;
   repositories: RepositoryTable;
   blobs: BlobTable;
   repository_blobs: RepositoryBlobTable;

@@ -8,7 +8,9 @@ import {
   type AppendLease,
   type BlobQueries,
   type BlobRecord,
+  ImmutableTagError,
   type LifecycleQueries,
+  type TagGuard,
   type ManifestQueries,
   type ManifestRecord,
   type MetadataStore,
@@ -269,7 +271,7 @@ class SqlManifests implements ManifestQueries {
 
 
 
-  async put(repository: string, manifest: NewManifest, tag?: string): Promise<void> {
+  async put(repository: string, manifest: NewManifest, tag?: string, options?: TagGuard): Promise<void> {
     await transaction(this.db, async (trx) => {
       const repositoryId = await ensureRepository(trx, repository, this.now());
       // Read the clock once the repository is locked, so that moves of a tag get their times in
@@ -333,12 +335,12 @@ class SqlManifests implements ManifestQueries {
         }
       }
       if (tag !== undefined) {
-        await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at);
+        await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at, options);
       }
     });
   }
 
-  async delete(repository: string, digest: string): Promise<boolean> {
+  async delete(repository: string, digest: string, options?: TagGuard): Promise<boolean> {
     return transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
@@ -363,6 +365,10 @@ class SqlManifests implements ManifestQueries {
         .where('manifest_id', '=', manifestId)
         .orderBy('name')
         .execute();
+      for (const t of options ? tags : []) {
+        const rule = options!.immutable(t.name);
+        if (rule !== null) throw new ImmutableTagError(t.name, rule, digest);
+      }
       for (const chunk of chunks(tags)) {
         await trx
           .insertInto('tag_history')
@@ -666,9 +672,12 @@ async function pointTag(
   manifestId: Id,
   digest: string,
   at: number,
+  guard?: TagGuard,
 ): Promise<void> {
   const current = await currentTag(trx, repositoryId, tag);
   if (current && sameId(current.manifestId, manifestId)) return;
+  const rule = current && guard ? guard.immutable(tag) : null;
+  if (current && rule !== null) throw new ImmutableTagError(tag, rule, current.digest);
   await trx
     .insertInto('tags')
     .values({ repository_id: repositoryId, name: tag, manifest_id: manifestId, updated_at: at })
