@@ -103,6 +103,17 @@ describe('S3BlobStore', () => {
     expect(await keys(store.client, `${prefix}uploads/`)).toEqual([]);
   });
 
+  it('writes an append of exactly one part with a single PutObject', async () => {
+    const id = randomUUID();
+    await store.createUpload(id);
+    const before = store.requestCounts();
+    const part = randomBytes(5 * MiB);
+    const halves = [part.subarray(0, 3 * MiB), part.subarray(3 * MiB)];
+    expect(await store.appendUpload(id, Readable.from(halves), 0)).toBe(part.length);
+    expect(diff(before, store.requestCounts())).toEqual({ ListObjectsV2: 1, PutObject: 1 });
+    await store.abortUpload(id);
+  });
+
   it('assembles several appends with UploadPartCopy for big segments and streams small ones', async () => {
     const sizes = [6 * MiB, 100_000, 200_000, 7 * MiB + 3, 5];
     const parts = sizes.map((n) => randomBytes(n));

@@ -107,10 +107,38 @@ function unavailable(error: unknown): MetadataUnavailableError {
 }
 
 /**
+ * Names for SQL texts that recur, so that pg prepares them once per connection (parse and plan
+ * once) instead of at every execution: the hot paths (manifest by tag or digest, blob in a
+ * repository) run a few fixed texts. Only texts seen twice get a name, and at most `limit`
+ * of them, so that one-off texts (IN lists of every length) cannot grow each connection's
+ * prepared statements without bound.
+ */
+class StatementNames {
+  private readonly names = new Map<string, string>();
+  private readonly seen = new Set<string>();
+
+  constructor(private readonly limit = 200) {}
+
+  nameOf(text: string): string | undefined {
+    const name = this.names.get(text);
+    if (name !== undefined || this.names.size >= this.limit) return name;
+    if (!this.seen.has(text)) {
+      if (this.seen.size >= 4 * this.limit) this.seen.clear();
+      this.seen.add(text);
+      return undefined;
+    }
+    const fresh = `stowage_${this.names.size}`;
+    this.names.set(text, fresh);
+    return fresh;
+  }
+}
+
+/**
  * The pool as Kysely sees it, with the database's own failures (unreachable, restarting, too
  * slow) turned into MetadataUnavailableError; a connection that broke is discarded, not reused.
  */
 function guarded(pool: pg.Pool): PostgresPool {
+  const statements = new StatementNames();
   return {
     async connect(): Promise<PostgresPoolClient> {
       let client: pg.PoolClient;
@@ -129,7 +157,9 @@ function guarded(pool: pg.Pool): PostgresPool {
       return {
         query(text: unknown, parameters?: ReadonlyArray<unknown>) {
           if (typeof text !== 'string') return (client.query as (cursor: unknown) => unknown)(text);
-          return client.query(text, parameters as unknown[]).catch((error: unknown) => {
+          const name = statements.nameOf(text);
+          const values = parameters as unknown[];
+          return (name === undefined ? client.query(text, values) : client.query({ name, text, values })).catch((error: unknown) => {
             if (!isUnavailable(error)) throw error;
             broken = true;
             throw unavailable(error);

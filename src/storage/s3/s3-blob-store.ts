@@ -426,12 +426,14 @@ export class S3BlobStore implements BlobStore {
         let rest = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
         total += rest.length;
         while (rest.length > 0) {
+          // A full part goes out only once more data follows: an append of exactly one part
+          // (an 8 MiB chunk) stays a single PutObject.
+          if (buffered === this.partSize) await startPart(takeBuffered());
           const room = this.partSize - buffered;
           const take = rest.length <= room ? rest : rest.subarray(0, room);
           chunks.push(take);
           buffered += take.length;
           rest = rest.subarray(take.length);
-          if (buffered === this.partSize) await startPart(takeBuffered());
         }
       }
       if (!multipart) {
