@@ -71,29 +71,28 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}),
   }) as unknown as FastifyInstance;
 
+  // Hooks run on every request: callback style (not async) so that they cost no promise each.
   const hsts = options.hstsMaxAge > 0 ? `max-age=${options.hstsMaxAge}` : undefined;
-  if (hsts) {
-    app.addHook('onSend', async (request, reply) => {
-      if (request.protocol === 'https') reply.header('strict-transport-security', hsts);
-    });
-  }
-
   // Once shutdown begins, responses close their connection, so that keep-alive clients do not
   // hold the shutdown until their idle timeout.
   let closing = false;
-  app.addHook('preClose', async () => {
+  app.addHook('preClose', (done) => {
     closing = true;
+    done();
   });
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (hsts && request.protocol === 'https') reply.header('strict-transport-security', hsts);
     if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     request.startedAt = process.hrtime.bigint();
     reply.header('x-request-id', request.id);
+    done();
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const seconds = Number(process.hrtime.bigint() - request.startedAt) / 1e9;
     const route = request.routeLabel ?? request.routeOptions.url ?? 'unknown';
     const { bytesIn, bytesOut } = socketDelta(request.raw.socket);
@@ -107,6 +106,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
         'request',
       );
     }
+    done();
   });
 
   app.setErrorHandler((error, request, reply) => sendError(request, reply, error));

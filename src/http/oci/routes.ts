@@ -80,8 +80,9 @@ export async function ociRoutes(app: FastifyInstance, options: OciRoutesOptions)
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     reply.header('docker-distribution-api-version', 'registry/2.0');
+    done(null, payload);
   });
 
   app.route({
