@@ -8,6 +8,7 @@ import { RobotService } from './robots.js';
 import { PersonalTokenService } from './tokens.js';
 import { UserService } from './users.js';
 import { TagHistoryService, type BlobReader } from './tag-history.js';
+import { GarbageService } from './garbage.js';
 
 /** The management domain: what the API and the CLI call, every method authorizing its actor. */
 export interface Control {
@@ -20,6 +21,7 @@ export interface Control {
   tokens: PersonalTokenService;
   repositories: RepositoryService;
   tagHistory: TagHistoryService;
+  garbage: GarbageService;
 }
 
 /** `blobs`: where the image diff reads configs (without it, diffs leave config changes out). */
@@ -35,5 +37,6 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     tokens: new PersonalTokenService(store, auth, audit),
     repositories: new RepositoryService(store, metadata, auth, audit),
     tagHistory: new TagHistoryService(metadata, auth, audit, blobs),
+    garbage: new GarbageService(metadata, auth),
   };
 }

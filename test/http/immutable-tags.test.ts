@@ -1,7 +1,7 @@
 // Immutable tags: per-project rules (owners only), refusals of moves and deletions through /v2,
 // the management API and rollback with 403 DENIED naming the rule, and every refusal audited.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, addProject, addUser, api, apiOk, createAuthApp, tokenFor, type Creds } from '../support/auth.js';
+import { ADMIN, authorizeRegistryRequests, addProject, addUser, api, apiOk, createAuthApp, tokenFor, type Creds } from '../support/auth.js';
 import { ociError, type TestApp } from '../support/http-app.js';
 
 let app: TestApp;
@@ -14,9 +14,7 @@ beforeAll(async () => {
   dev = await addUser(app, 'dev');
   await addProject(app, 'team', { members: { owner: 'owner', dev: 'developer' } });
   const token = await tokenFor(app, ADMIN, ['repository:team/app:pull,push,delete', 'repository:team/lib:pull,push,delete']);
-  const inject = app.inject.bind(app);
-  app.inject = (options) =>
-    inject(typeof options === 'object' && String(options.url).startsWith('/v2/') && !options.headers?.authorization ? { ...options, headers: { ...options.headers, authorization: `Bearer ${token}` } } : options);
+  authorizeRegistryRequests(app, token);
 });
 
 afterAll(async () => {

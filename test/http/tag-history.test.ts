@@ -2,7 +2,7 @@
 // digest or by steps within the history window, permissions (pull to read, push to roll back),
 // audit, and diffs of layers, config and size.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, addProject, addUser, api, apiOk, createAuthApp, sqlite, tokenFor, type Creds } from '../support/auth.js';
+import { ADMIN, authorizeRegistryRequests, addProject, addUser, api, apiOk, createAuthApp, sqlite, tokenFor, type Creds } from '../support/auth.js';
 import { descriptorOf, ociIndex, mediaTypes, type PushedImage, type TestApp } from '../support/http-app.js';
 
 let app: TestApp;
@@ -17,11 +17,8 @@ beforeAll(async () => {
   reader = await addUser(app, 'reader');
   owner = await addUser(app, 'owner');
   await addProject(app, 'team', { members: { dev: 'developer', reader: 'reader', owner: 'owner' } });
-  // /v2 requests of the helpers go out with an admin token for the repository.
   const token = await tokenFor(app, ADMIN, [`repository:${repo}:pull,push,delete`]);
-  const inject = app.inject.bind(app);
-  app.inject = (options) =>
-    inject(typeof options === 'object' && String(options.url).startsWith('/v2/') && !options.headers?.authorization ? { ...options, headers: { ...options.headers, authorization: `Bearer ${token}` } } : options);
+  authorizeRegistryRequests(app, token);
 });
 
 afterAll(async () => {

@@ -103,3 +103,10 @@ export function sqlite(app: TestApp, text: string, ...params: unknown[]): void {
     db.close();
   }
 }
+
+/** Makes the app's /v2 requests without an Authorization header carry this bearer token. */
+export function authorizeRegistryRequests(app: TestApp, token: string): void {
+  const inject = app.inject.bind(app);
+  app.inject = (options) =>
+    inject(typeof options === 'object' && String(options.url).startsWith('/v2/') && !options.headers?.authorization ? { ...options, headers: { ...options.headers, authorization: `Bearer ${token}` } } : options);
+}

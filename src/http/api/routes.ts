@@ -6,6 +6,7 @@ import { TooManyFailuresError } from '../../auth/throttle.js';
 import type { Control } from '../../control/control.js';
 import { auditFilterInput } from '../../control/audit-service.js';
 import { lifecycleInput, rollbackInput, tagRuleInput } from '../../control/tag-history.js';
+import { garbagePreviewInput } from '../../control/garbage.js';
 import { ControlError } from '../../control/errors.js';
 import { requireAccess, systemAccess } from '../../control/guard.js';
 import {
@@ -449,6 +450,18 @@ export const apiRoutes: ApiRoute[] = [
     summary: 'Delete a repository with its manifests and tags',
     response: 'no content',
     handle: ({ control, actor, params }) => control.repositories.delete(actor, params.repository!),
+  },
+
+  // ---------------------------------------------------------------------------------------------
+  // Garbage collection
+  {
+    method: 'GET',
+    path: '/gc/preview',
+    tag: 'gc',
+    summary: 'Dry run of garbage collection (admins): blobs no manifest references, recorded and last linked before the grace period (?grace=24h)',
+    query: garbagePreviewInput,
+    response: '{ graceMs, before, count, bytes, blobs: { digest, size, createdAt, repositories }[], truncated }',
+    handle: ({ control, actor, query }) => control.garbage.preview(actor, query),
   },
 
   // ---------------------------------------------------------------------------------------------
