@@ -105,6 +105,27 @@ describe('PostgreSQL metadata store', () => {
     }
   });
 
+  it('retries transactions that PostgreSQL aborts as serialization failures', async () => {
+    const database = await createDatabase('serializable');
+    // Under SERIALIZABLE, concurrent writers of one repository abort each other (SQLSTATE 40001)
+    // instead of waiting: every put below succeeds only because the store runs it again.
+    await query(database.url, `alter database "${database.name}" set default_transaction_isolation = 'serializable'`);
+    const writers = await Promise.all(Array.from({ length: 3 }, () => openPostgresMetadataStore(database.url, { poolSize: 3 })));
+    try {
+      const check = await query(database.url, 'show default_transaction_isolation');
+      expect(check.rows[0]).toEqual({ default_transaction_isolation: 'serializable' });
+      await writers[0]!.blobs.link('r', blob);
+      const manifests = Array.from({ length: 6 }, (_, i) => manifestOf(`s${i}`));
+      await Promise.all(manifests.map((m, i) => writers[i % 3]!.manifests.put('r', m, 'latest')));
+      const history = await writers[1]!.tags.history('r', 'latest');
+      expect(history).toHaveLength(6);
+      expect((await writers[2]!.tags.get('r', 'latest'))?.digest).toBe(history[0]!.digest);
+    } finally {
+      await Promise.all(writers.map((w) => w.close()));
+      await database.drop();
+    }
+  });
+
   it('keeps tags consistent when many connections move them at once (last writer wins)', async () => {
     const database = await createDatabase('contention');
     const writers = await Promise.all(Array.from({ length: 4 }, () => openPostgresMetadataStore(database.url, { poolSize: 4 })));

@@ -40,7 +40,7 @@ const CHUNK = 500;
 
 /** PostgreSQL's serialization_failure and deadlock_detected: the transaction can simply run again. */
 const RETRYABLE = new Set(['40001', '40P01']);
-const TRANSACTION_ATTEMPTS = 5;
+const TRANSACTION_ATTEMPTS = 10;
 
 type Db = Kysely<Database>;
 
@@ -590,7 +590,8 @@ async function transaction<T>(db: Db, work: (trx: Db) => Promise<T>): Promise<T>
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (attempt >= TRANSACTION_ATTEMPTS || typeof code !== 'string' || !RETRYABLE.has(code)) throw error;
-      await sleep(Math.random() * 5 * 2 ** attempt);
+      // Full jitter, growing to at most 1 s: contenders spread out instead of colliding again.
+      await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt));
     }
   }
 }
