@@ -172,6 +172,14 @@ describe('S3BlobStore', () => {
     expect(await list()).not.toContain(created.UploadId);
   });
 
+  it('asks the object store for server-side encryption on every write when configured', async () => {
+    // The test RGW has no SSE backend configured, so it refuses the header: proof that it is sent.
+    const encrypted = await openStore({ serverSideEncryption: 'AES256' });
+    const error = await encrypted.createUpload(randomUUID()).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'InvalidRequest', $metadata: { httpStatusCode: 400 } });
+    await encrypted.close();
+  });
+
   it('answers redirectUrl with a working pre-signed URL only when redirects are on', async () => {
     const content = randomBytes(4096);
     const digest = sha256(content);
