@@ -211,6 +211,8 @@ export async function startPostgres(): Promise<RunningService<PostgresInfo>> {
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
+  const pgCtl = `${asRoot ? 'runuser -u postgres -- ' : ''}${join(bin, 'pg_ctl')} -D ${data} -m immediate -w stop`;
+  stopWhenOrphaned(`${pgCtl}; rm -rf ${dir}`);
   return {
     info: { adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`, host: '127.0.0.1', port },
     async stop() {
@@ -256,6 +258,7 @@ export async function startCephRgw(): Promise<RunningService<S3Info>> {
     await runScript(['stop', dir, '--purge']).catch(() => undefined);
     throw new Error(`ceph-rgw.sh start printed no endpoint line: ${output.slice(-500)}`);
   }
+  stopWhenOrphaned(`bash ${CEPH_RGW_SCRIPT} stop ${dir} --purge; rm -rf ${dir}`);
   return {
     info: {
       endpoint: values.S3_ENDPOINT,
@@ -268,6 +271,19 @@ export async function startCephRgw(): Promise<RunningService<S3Info>> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The services outlive the process that started them (their own sessions), so a test run that
+ * is killed before its teardown would leave them running: a detached watchdog runs `stop` once
+ * this process is gone. (After a normal teardown its `stop` finds nothing left to do.)
+ */
+function stopWhenOrphaned(stop: string): void {
+  const watchdog = spawn('bash', ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 2; done; ${stop}`], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  watchdog.unref();
 }
 
 function runScript(args: string[]): Promise<string> {
