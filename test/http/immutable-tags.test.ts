@@ -58,6 +58,23 @@ describe('immutable tag rules', () => {
     expect(ociError(await app.putManifest('team/lib', 'release-1', lib.manifest), 403, 'DENIED').message).toContain('team/lib:release-?');
   });
 
+  it('let exactly one of several concurrent first pushes of a covered tag win', async () => {
+    const images = [];
+    for (let i = 0; i < 4; i++) images.push(await app.pushImage('team/app', `candidate-${i}`));
+    const responses = await Promise.all(images.map((image) => app.putManifest('team/app', 'v9', image.manifest)));
+    expect(responses.map((r) => r.statusCode).sort()).toEqual([201, 403, 403, 403]);
+    const winner = images[responses.findIndex((r) => r.statusCode === 201)]!;
+    const current = await app.get('/v2/team/app/manifests/v9', { accept: 'application/vnd.oci.image.manifest.v1+json' });
+    expect(current.headers['docker-content-digest']).toBe(winner.digest);
+  });
+
+  it('are listed in the OpenAPI document', async () => {
+    const doc = (await app.get('/api/v1/openapi.json')).json();
+    for (const path of ['/api/v1/projects/{name}/immutable-tags', '/api/v1/projects/{name}/immutable-tags/{id}', '/api/v1/projects/{name}/lifecycle', '/api/v1/repositories/{repository}/-/tags/{tag}/history', '/api/v1/repositories/{repository}/-/tags/{tag}/rollback', '/api/v1/repositories/{repository}/-/diff', '/api/v1/gc/preview']) {
+      expect(doc.paths, path).toHaveProperty([path]);
+    }
+  });
+
   it('refuse deletion through the API and rollback, and audit every refusal', async () => {
     expect((await api(app, 'DELETE', '/repositories/team/app/-/tags/v1', { as: ADMIN })).json().error.message).toContain('immutable');
     // A tag that moved before a rule covered it cannot be rolled back once one does.
