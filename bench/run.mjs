@@ -147,7 +147,7 @@ async function main() {
   const resources = {};
   for (const k of ['A', 'B']) {
     const s = side[k].stats;
-    resources[k] = { peakRssBytes: s.peakRss(), hwmSumBytes: s.hwmSum(), cpuSeconds: s.cpuSeconds(), processes: s.processes(), samples: s.samples(), alive: side[k].alive() };
+    resources[k] = { peakRssBytes: s.peakRss(), peakPssBytes: s.peakPss(), hwmSumBytes: s.hwmSum(), cpuSeconds: s.cpuSeconds(), processes: s.processes(), samples: s.samples(), alive: side[k].alive() };
   }
   results.resources = resources;
   results.meta.loadavgEnd = loadavg().map((x) => Number(x.toFixed(2)));

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 const SAMPLE_MS = 100;
 // Slot layout per tracked tree (Float64): peak tree RSS, window peak tree RSS, current tree RSS,
 // max over time of the summed per-process VmHWM, process count seen last, samples taken.
-const SLOT = 6;
+const SLOT = 7;
 const MAX_TREES = 8;
 
 function sysconf(name, fallback) {
@@ -37,6 +37,18 @@ export function readStat(pid) {
 function hwmKiB(pid) {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+    return m ? Number(m[1]) : 0;
+  } catch { return 0; }
+}
+
+/**
+ * Proportional set size: resident pages, with each page shared by N processes counted 1/N.
+ * Summed over a process tree it counts shared pages (the node binary mapped by every cluster
+ * process, say) once, which the sum of RSS does not.
+ */
+function pssKiB(pid) {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'));
     return m ? Number(m[1]) : 0;
   } catch { return 0; }
 }
@@ -77,6 +89,7 @@ if (!isMainThread && workerData?.procstat) {
     for (const [slot, root] of roots) {
       if (tick % 10 === 1) trees.set(slot, treePids(root));
       let rss = 0;
+      let pss = 0;
       let n = 0;
       const h = hwm.get(slot);
       for (const pid of trees.get(slot)) {
@@ -84,7 +97,10 @@ if (!isMainThread && workerData?.procstat) {
         if (!st) continue;
         rss += st.rssPages * pageSize;
         n++;
-        if (tick % 5 === 0) h.set(pid, Math.max(h.get(pid) ?? 0, hwmKiB(pid)));
+        if (tick % 5 === 0) {
+          h.set(pid, Math.max(h.get(pid) ?? 0, hwmKiB(pid)));
+          pss += pssKiB(pid) * 1024;
+        }
       }
       let hsum = 0;
       for (const v of h.values()) hsum += v * 1024;
@@ -95,6 +111,7 @@ if (!isMainThread && workerData?.procstat) {
       data[o + 3] = Math.max(data[o + 3], hsum);
       data[o + 4] = n;
       data[o + 5]++;
+      data[o + 6] = Math.max(data[o + 6], pss);
     }
   }, SAMPLE_MS);
 }
@@ -135,6 +152,8 @@ export function createSampler() {
         peakRss: () => data[o + 0],
         currentRss: () => data[o + 2],
         hwmSum: () => data[o + 3],
+        /** Peak of the tree's summed PSS (sampled every 0.5 s). */
+        peakPss: () => data[o + 6],
         processes: () => data[o + 4],
         samples: () => data[o + 5],
         /** Starts a new window for windowPeakRss() (e.g. per workload). */
