@@ -21,10 +21,6 @@ export function parseDigest(value: string): ParsedDigest | null {
   return hex.length === algorithms[algorithm] ? { algorithm, hex } : null;
 }
 
-export function isDigest(value: string): boolean {
-  return parseDigest(value) !== null;
-}
-
 /** Validates a digest from a request, throwing DIGEST_INVALID. */
 export function requireDigest(value: string | undefined, what = 'digest'): ParsedDigest {
   const parsed = value === undefined ? null : parseDigest(value);

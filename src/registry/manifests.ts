@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { parseDigest } from './digest.js';
 import { RegistryError } from './errors.js';
 import { parseManifest } from './manifest-parser.js';
-import { isTag, requireTag } from './names.js';
+import { requireTag } from './names.js';
 import { tagGuardFor } from './immutability.js';
 import {
   ImmutableTagError,
@@ -21,7 +21,7 @@ export function parseReference(value: string): Reference {
     if (!digest) throw new RegistryError('DIGEST_INVALID', 'invalid digest reference: expected sha256:<64 hex> or sha512:<128 hex>', { digest: value.slice(0, 200) });
     return { digest: value };
   }
-  if (!isTag(value)) requireTag(value);
+  requireTag(value);
   return { tag: value };
 }
 
