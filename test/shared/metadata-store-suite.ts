@@ -482,6 +482,32 @@ export function metadataStoreSuite(
 
         expect(await store.tags.list('nowhere', { limit: 10 })).toEqual([]);
       });
+
+      it('lists every tag creation and removal at once, whichever write made it', async () => {
+        const m1 = manifest('m1');
+        const m2 = manifest('m2');
+        await store.manifests.put('r', m1, 'a');
+        await store.manifests.put('r', m1, 'b');
+        expect(await store.tags.list('r', { limit: 100 })).toEqual(['a', 'b']);
+        expect(await store.tags.list('r', { limit: 100 })).toEqual(['a', 'b']); // a repeated listing
+
+        await store.manifests.put('r', m2, 'a'); // a move: same names
+        expect(await store.tags.list('r', { limit: 100 })).toEqual(['a', 'b']);
+        await store.manifests.put('r', m2, 'c');
+        expect(await store.tags.list('r', { limit: 100 })).toEqual(['a', 'b', 'c']);
+        expect(await store.tags.list('r', { last: 'a', limit: 1 })).toEqual(['b']);
+        expect(await store.tags.delete('r', 'b')).toBe(true);
+        expect(await store.tags.list('r', { limit: 100 })).toEqual(['a', 'c']);
+        // Deleting a manifest removes the tags that name it.
+        expect(await store.manifests.delete('r', m2.digest)).toBe(true);
+        expect(await store.tags.list('r', { limit: 100 })).toEqual([]);
+        await store.manifests.put('r', m1, 'd');
+        expect(await store.tags.list('r', { limit: 100 })).toEqual(['d']);
+        // Other repositories are untouched.
+        await store.manifests.put('s', m1, 'x');
+        expect(await store.tags.list('r', { limit: 100 })).toEqual(['d']);
+        expect(await store.tags.list('s', { limit: 100 })).toEqual(['x']);
+      });
     });
 
     describe('lifecycle settings', () => {
