@@ -10,6 +10,7 @@ import { openGuard, TokenGuard, type RegistryGuard } from '../http/auth/registry
 import type { HttpServerOptions } from '../http/server.js';
 import { createAuthService } from './auth-service.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
+import { nodeName } from '../events/context.js';
 
 export interface Access {
   control: Control;
@@ -31,7 +32,7 @@ const version = (createRequire(import.meta.url)('../../package.json') as { versi
 export async function createAccess(config: ResolvedConfig, metadata: MetadataStore, logger: Logger, blobs?: BlobReader): Promise<Access> {
   const audit = new AuditLog(metadata.control.audit, logger);
   const auth = createAuthService(config, metadata, audit, logger);
-  const control = createControl(metadata, auth, audit, blobs);
+  const control = createControl(metadata, auth, audit, blobs, nodeName(config.node.name));
   const open = config.auth.mode === 'none';
   let guard: RegistryGuard = openGuard;
   if (open) {

@@ -12,6 +12,7 @@ import { createAccess, readTls, type Access } from './access.js';
 import { probeDependencies } from './readiness.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/index.js';
+import { nodeName } from '../events/context.js';
 
 export interface App {
   http: FastifyInstance;
@@ -36,7 +37,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     await metadata.close();
     throw error;
   });
-  const registry = createRegistry(blobStore, metadata);
+  const registry = createRegistry(blobStore, metadata, nodeName(config.node.name));
   const metrics = new Metrics({
     uploadsInProgress: () => metadata.uploads.count(),
     storageUsedBytes: () => metadata.blobs.totalSize(),

@@ -59,7 +59,7 @@ export async function localClient(config: ResolvedConfig): Promise<ControlClient
   const logger = pino({ level: 'warn' }, pino.destination(2));
   const metadata = await openMetadataStore(config);
   const audit = new AuditLog(metadata.control.audit, logger);
-  const control: Control = createControl(metadata, createAuthService(config, metadata, audit, logger), audit);
+  const control: Control = createControl(metadata, createAuthService(config, metadata, audit, logger), audit, undefined, nodeName(config.node.name));
   const actor: Actor = systemActor(`cli:${safeUserName()}`);
   return {
     mode: 'local',

@@ -14,6 +14,13 @@ interface LifecycleClient {
   close(): Promise<void>;
 }
 
+/** Who moved a tag, for the history table: `alice (user) from 10.0.0.7`, `-` when unknown. */
+function movedBy(by: Json | null | undefined): string {
+  if (!by) return '-';
+  const who = by.actor ?? (by.actorKind === 'anonymous' ? 'anonymous' : '-');
+  return `${who} (${by.actorKind})${by.address ? ` from ${by.address}` : ''}`;
+}
+
 /**
  * `stowage tag history|rollback` and `stowage diff`: like the other management commands, on the
  * local database and blob storage (as a system administrator) or, with --server, over the API.
@@ -25,7 +32,7 @@ export function addLifecycleCommands(program: Command): void {
       const [repository, name] = splitReference(reference);
       const history = await client.history(repository, name);
       say(`${repository}:${name} -> ${history.current ?? '(deleted)'}; restorable since ${history.windowStart}`);
-      const rows: string[][] = [['AT', 'FROM', 'TO', 'IN WINDOW'], ...history.items.map((i: Json) => [String(i.at), i.previousDigest ?? '-', i.digest ?? '(deleted)', i.inWindow ? 'yes' : 'no'])];
+      const rows: string[][] = [['AT', 'FROM', 'TO', 'BY', 'NODE', 'IN WINDOW'], ...history.items.map((i: Json) => [String(i.at), i.previousDigest ?? '-', i.digest ?? '(deleted)', movedBy(i.by), i.by?.node || '-', i.inWindow ? 'yes' : 'no'])];
       const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
       for (const row of rows) say(row.map((v, c) => (c === row.length - 1 ? String(v) : String(v).padEnd(widths[c]!))).join('  '));
       return history;

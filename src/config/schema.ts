@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { accessSettings, auditSchema, authSchema, tlsSchema, trustedProxiesSchema } from './access-schema.js';
 import { backendSettings, metadataSchema, storageSchema } from './backends-schema.js';
 import { boolean, duration } from './primitives.js';
+import { eventSettings, eventsSchema, nodeSchema, webhooksSchema } from './events-schema.js';
 
 export { duration };
 
@@ -41,6 +42,9 @@ export const configSchema = z
     tls: tlsSchema,
     trustedProxies: trustedProxiesSchema,
     audit: auditSchema,
+    node: nodeSchema,
+    events: eventsSchema,
+    webhooks: webhooksSchema,
   })
   .strict();
 
@@ -63,4 +67,5 @@ export const settings = [
   { key: 'metadata.path', env: 'STOWAGE_METADATA_PATH', flag: '--metadata-path <file>', help: 'SQLite database file (default <data-dir>/stowage.db)' },
   ...backendSettings,
   ...accessSettings,
+  ...eventSettings,
 ] as const;

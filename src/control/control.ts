@@ -9,6 +9,8 @@ import { PersonalTokenService } from './tokens.js';
 import { UserService } from './users.js';
 import { TagHistoryService, type BlobReader } from './tag-history.js';
 import { GarbageService } from './garbage.js';
+import { nodeName } from '../events/context.js';
+import { QuotaService } from './quotas.js';
 
 /** The management domain: what the API and the CLI call, every method authorizing its actor. */
 export interface Control {
@@ -22,10 +24,14 @@ export interface Control {
   repositories: RepositoryService;
   tagHistory: TagHistoryService;
   garbage: GarbageService;
+  quotas: QuotaService;
 }
 
-/** `blobs`: where the image diff reads configs (without it, diffs leave config changes out). */
-export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog, blobs?: BlobReader): Control {
+/**
+ * `blobs`: where the image diff reads configs (without it, diffs leave config changes out);
+ * `node`: this node's name, recorded with the changes (tag history, events).
+ */
+export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog, blobs?: BlobReader, node: string = nodeName()): Control {
   const store = metadata.control;
   return {
     auth,
@@ -35,8 +41,9 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     projects: new ProjectService(store, auth, audit),
     robots: new RobotService(store, auth, audit),
     tokens: new PersonalTokenService(store, auth, audit),
-    repositories: new RepositoryService(store, metadata, auth, audit),
-    tagHistory: new TagHistoryService(metadata, auth, audit, blobs),
+    repositories: new RepositoryService(store, metadata, auth, audit, node),
+    tagHistory: new TagHistoryService(metadata, auth, audit, blobs, { node }),
     garbage: new GarbageService(metadata, auth),
+    quotas: new QuotaService(metadata, auth, audit),
   };
 }

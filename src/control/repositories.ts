@@ -7,6 +7,7 @@ import { tagGuardFor } from '../registry/immutability.js';
 import { isRepositoryName, isTag } from '../registry/names.js';
 import { ControlError, notFound } from './errors.js';
 import { systemAccess } from './guard.js';
+import { nodeName, writeContextOf } from '../events/context.js';
 
 /** The most repository names one listing looks at (for filtering and the total count). */
 const MAX_SCAN = 100_000;
@@ -21,6 +22,7 @@ export class RepositoryService {
     private readonly metadata: MetadataStore,
     private readonly auth: AuthService,
     private readonly audit: AuditLog,
+    private readonly node: string = nodeName(),
   ) {}
 
   /** Repositories the actor may pull, by name, optionally within a project and containing `query`. */
@@ -63,7 +65,7 @@ export class RepositoryService {
       this.audit.record(actor, { action: 'tag.immutable', result: 'denied', target: `${name}:${tag}`, detail: { rule, digest: current.digest, method: 'DELETE' } });
       throw new ControlError('forbidden', `tag ${tag} is immutable (rule ${rule}); it cannot be deleted`);
     }
-    if (!(await this.metadata.tags.delete(name, tag))) throw notFound(`tag ${name}:${tag}`);
+    if (!(await this.metadata.tags.delete(name, tag, { context: writeContextOf(actor, this.node) }))) throw notFound(`tag ${name}:${tag}`);
     this.audit.record(actor, { action: 'tag.delete', result: 'success', target: `${name}:${tag}`, detail: { digest: current.digest } });
   }
 

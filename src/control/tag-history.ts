@@ -12,6 +12,8 @@ import { isRepositoryName, isTag } from '../registry/names.js';
 import type { AuditLog } from './audit.js';
 import { ControlError, notFound } from './errors.js';
 import { requireAccess } from './guard.js';
+import { nodeName, writeContextOf } from '../events/context.js';
+import type { WriteContext } from '../metadata/events-store.js';
 
 /** How long a tag's earlier digests stay restorable, unless a project sets its own window. */
 export const defaultHistoryWindowMs = 14 * 24 * 3600 * 1000;
@@ -24,6 +26,8 @@ export interface BlobReader {
 export interface TagHistoryOptions {
   windowMs?: number;
   now?: () => number;
+  /** This node's name, recorded with rollbacks. */
+  node?: string;
 }
 
 export const rollbackInput = z
@@ -67,6 +71,8 @@ export interface HistoryItem {
   at: Date;
   /** Inside the history window: the digests it names may be restored. */
   inWindow: boolean;
+  /** Who moved the tag (name, kind, address) and on which node; null for moves recorded before this was kept. */
+  by: WriteContext | null;
 }
 
 export interface TagHistory {
@@ -104,6 +110,7 @@ interface Side {
 export class TagHistoryService {
   private readonly windowMs: number;
   private readonly now: () => number;
+  private readonly node: string;
 
   constructor(
     private readonly metadata: MetadataStore,
@@ -114,6 +121,7 @@ export class TagHistoryService {
   ) {
     this.windowMs = options.windowMs ?? defaultHistoryWindowMs;
     this.now = options.now ?? Date.now;
+    this.node = options.node ?? nodeName();
   }
 
   async history(actor: Actor, repository: string, tag: string): Promise<TagHistory> {
@@ -131,7 +139,7 @@ export class TagHistoryService {
       tag,
       current: current?.digest ?? null,
       windowStart: new Date(windowStart),
-      items: entries.map((e) => ({ previousDigest: e.previousDigest, digest: e.digest, at: e.at, inWindow: e.at.getTime() >= windowStart })),
+      items: entries.map((e) => ({ previousDigest: e.previousDigest, digest: e.digest, at: e.at, inWindow: e.at.getTime() >= windowStart, by: e.by })),
     };
   }
 
@@ -155,7 +163,8 @@ export class TagHistoryService {
       // Re-pushing the stored bytes: the manifest's references are re-derived, so even if it
       // were deleted meanwhile, it could only come back with all its blobs present.
       try {
-        await this.metadata.manifests.put(repository, { ...parseManifest(record.content, record.mediaType), digest: record.digest }, tag, await tagGuardFor(this.metadata, repository));
+        const guard = await tagGuardFor(this.metadata, repository);
+        await this.metadata.manifests.put(repository, { ...parseManifest(record.content, record.mediaType), digest: record.digest }, tag, { ...guard, context: writeContextOf(actor, this.node) });
       } catch (error) {
         if (!(error instanceof ImmutableTagError)) throw error;
         this.audit.record(actor, { action: 'tag.immutable', result: 'denied', target: `${repository}:${tag}`, detail: { rule: error.rule, digest: error.digest, method: 'rollback' } });

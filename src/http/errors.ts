@@ -2,12 +2,17 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../registry/errors.js';
 import { MetadataUnavailableError } from '../metadata/metadata-store.js';
 import { StorageUnavailableError } from '../storage/blob-store.js';
+import { QuotaExceededError } from '../metadata/housekeeping-store.js';
 
 /**
  * The one place where errors become HTTP responses: RegistryError as the OCI error JSON with
  * its status and headers; anything else as a 500 that names the request id (and is logged).
  */
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  if (error instanceof QuotaExceededError) {
+    const { project, kind, used, limit, adding } = error;
+    error = new RegistryError('DENIED', error.message, { project, kind, used, limit, adding });
+  }
   if (error instanceof RegistryError) {
     if (error.headers) reply.headers(error.headers);
     return reply

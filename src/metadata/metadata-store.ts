@@ -1,4 +1,5 @@
 import type { ControlStore } from './control-store.js';
+import type { PullStatsQueries, QuotaQueries, RetentionQueries } from './housekeeping-store.js';
 
 /**
  * Registry metadata: repositories, blob links, manifests with their references, tags with their
@@ -15,6 +16,12 @@ export interface MetadataStore {
   readonly control: ControlStore;
   /** Per-project versions and lifecycle settings. */
   readonly lifecycle: LifecycleQueries;
+  /** Project quotas and usage (housekeeping-store.ts). */
+  readonly quotas: QuotaQueries;
+  /** Pull counts per manifest and tag, written in batches. */
+  readonly pulls: PullStatsQueries;
+  /** Retention policies and what a retention run reads. */
+  readonly retention: RetentionQueries;
   /** Checks that the database answers (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -11,6 +11,7 @@ import {
   type ManifestRecord,
   type MetadataStore,
 } from '../metadata/metadata-store.js';
+import type { WriteContext } from '../metadata/events-store.js';
 
 /** A manifest reference from a URL: a digest or a tag. */
 export type Reference = { digest: string } | { tag: string };
@@ -41,7 +42,8 @@ export class ManifestService {
   }
 
   /** Validates and stores a manifest; tags it when the reference is a tag. */
-  async put(repository: string, reference: Reference, content: Buffer, contentType: string): Promise<ManifestRecord> {
+  /** `context`: who pushes, recorded in the tag's history and the push's events. */
+  async put(repository: string, reference: Reference, content: Buffer, contentType: string, context?: WriteContext): Promise<ManifestRecord> {
     const manifest = parseManifest(content, contentType);
     if ('digest' in reference) {
       const algorithm = reference.digest.slice(0, reference.digest.indexOf(':'));
@@ -53,7 +55,8 @@ export class ManifestService {
     }
     try {
       const tag = 'tag' in reference ? reference.tag : undefined;
-      await this.metadata.manifests.put(repository, manifest, tag, tag === undefined ? undefined : await tagGuardFor(this.metadata, repository));
+      const guard = tag === undefined ? undefined : await tagGuardFor(this.metadata, repository);
+      await this.metadata.manifests.put(repository, manifest, tag, { ...guard, context });
     } catch (error) {
       if (error instanceof ImmutableTagError) throw immutableDenied(error);
       if (error instanceof MissingReferenceError) {
@@ -67,19 +70,19 @@ export class ManifestService {
   }
 
   /** Deleting by digest removes the manifest; deleting by tag removes only the tag. */
-  async delete(repository: string, reference: Reference): Promise<void> {
+  async delete(repository: string, reference: Reference, context?: WriteContext): Promise<void> {
     const guard = await tagGuardFor(this.metadata, repository);
     if ('tag' in reference) {
       const rule = guard?.immutable(reference.tag) ?? null;
       const current = rule === null ? null : await this.metadata.tags.get(repository, reference.tag);
       if (rule !== null && current) throw immutableDenied(new ImmutableTagError(reference.tag, rule, current.digest));
-      if (!(await this.metadata.tags.delete(repository, reference.tag))) {
+      if (!(await this.metadata.tags.delete(repository, reference.tag, { context }))) {
         throw new RegistryError('MANIFEST_UNKNOWN', 'tag unknown to this repository', { tag: reference.tag });
       }
       return;
     }
     try {
-      if (!(await this.metadata.manifests.delete(repository, reference.digest, guard))) {
+      if (!(await this.metadata.manifests.delete(repository, reference.digest, { ...guard, context }))) {
         throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown to this repository', { digest: reference.digest });
       }
     } catch (error) {

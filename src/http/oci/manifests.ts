@@ -4,6 +4,7 @@ import { maxManifestBytes } from '../../registry/manifest-parser.js';
 import { parseReference, type Reference } from '../../registry/manifests.js';
 import { isTag } from '../../registry/names.js';
 import type { ManifestRecord } from '../../metadata/metadata-store.js';
+import { writeContextOf } from '../../events/context.js';
 import { contentLength, type OciContext } from './context.js';
 
 export async function headManifest({ reply, registry, name, param }: OciContext) {
@@ -16,11 +17,11 @@ export async function getManifest({ reply, registry, name, param }: OciContext) 
   return reply.headers(manifestHeaders(manifest)).send(manifest.content);
 }
 
-export async function putManifest({ request, reply, registry, name, param }: OciContext) {
+export async function putManifest({ request, reply, registry, name, param, auth }: OciContext) {
   const reference = parseReference(param);
   const content = await readManifestBody(request);
   const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  const manifest = await registry.manifests.put(name, reference, content, contentType);
+  const manifest = await registry.manifests.put(name, reference, content, contentType, writeContextOf(auth.actor, registry.node));
   reply.code(201).headers({
     location: `/v2/${name}/manifests/${manifest.digest}`,
     'docker-content-digest': manifest.digest,
@@ -30,8 +31,8 @@ export async function putManifest({ request, reply, registry, name, param }: Oci
   return reply.send();
 }
 
-export async function deleteManifest({ reply, registry, name, param }: OciContext) {
-  await registry.manifests.delete(name, existingReference(param));
+export async function deleteManifest({ reply, registry, name, param, auth }: OciContext) {
+  await registry.manifests.delete(name, existingReference(param), writeContextOf(auth.actor, registry.node));
   return reply.code(202).header('content-length', 0).send();
 }
 

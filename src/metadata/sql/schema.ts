@@ -1,5 +1,6 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { ControlDatabase } from './control-schema.js';
+import type { HousekeepingDatabase } from './housekeeping-schema.js';
 
 /** The SQL dialects the metadata store runs on. Migrations pick column types by it. */
 export type SqlDialect = 'sqlite' | 'postgres';
@@ -110,7 +111,7 @@ export interface TagRuleTable {
 }
 
 /** Registry tables, plus identity and access control (control-schema.ts). */
-export interface Database extends ControlDatabase {
+export interface Database extends ControlDatabase, HousekeepingDatabase {
   project_lifecycle: ProjectLifecycleTable;
   tag_rules: TagRuleTable;
   repositories: RepositoryTable;

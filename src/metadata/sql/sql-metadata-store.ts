@@ -28,7 +28,13 @@ import type { Database, Id, UploadTable } from './schema.js';
 import type { ControlStore } from '../control-store.js';
 import { SqlControlStore } from './control/sql-control-store.js';
 import { SqlLifecycle } from './lifecycle.js';
+import { enforceQuotaOnLink, enforceQuotaOnManifest, SqlQuotas } from './quotas.js';
+import { SqlPullStats } from './pull-stats.js';
+import { SqlRetention } from './retention.js';
+import type { PullStatsQueries, QuotaQueries, RetentionQueries } from '../housekeeping-store.js';
 import { precompile } from './precompiled.js';
+import { manifestDeleteEvents, manifestPutEvents, movedBy, readMovedBy, SqlEvents, SqlWebhooks, tagDeleteEvent, writeEvents } from './events.js';
+import type { EventQueries, WebhookQueries, WriteOptions } from '../events-store.js';
 
 export interface SqlMetadataStoreOptions {
   /** Clock in milliseconds since the epoch (tests inject one). */
@@ -64,6 +70,11 @@ export class SqlMetadataStore implements MetadataStore {
   readonly uploads: UploadQueries;
   readonly control: ControlStore;
   readonly lifecycle: LifecycleQueries;
+  readonly events: EventQueries;
+  readonly webhooks: WebhookQueries;
+  readonly quotas: QuotaQueries;
+  readonly pulls: PullStatsQueries;
+  readonly retention: RetentionQueries;
 
   constructor(
     private readonly db: Db,
@@ -77,6 +88,11 @@ export class SqlMetadataStore implements MetadataStore {
     this.uploads = new SqlUploads(db, now);
     this.control = new SqlControlStore(db, now);
     this.lifecycle = new SqlLifecycle(db, now);
+    this.events = new SqlEvents(db, now, (work) => transaction(db, work));
+    this.webhooks = new SqlWebhooks(db, now);
+    this.quotas = new SqlQuotas(db, now);
+    this.pulls = new SqlPullStats(db);
+    this.retention = new SqlRetention(db, now);
   }
 
   async ping(): Promise<void> {
@@ -271,14 +287,16 @@ class SqlManifests implements ManifestQueries {
 
 
 
-  async put(repository: string, manifest: NewManifest, tag?: string, options?: TagGuard): Promise<void> {
+  async put(repository: string, manifest: NewManifest, tag?: string, options?: WriteOptions): Promise<void> {
     await transaction(this.db, async (trx) => {
       const repositoryId = await ensureRepository(trx, repository, this.now());
       // Read the clock once the repository is locked, so that moves of a tag get their times in
       // the order they commit.
       const at = this.now();
       let manifestId = await findManifestId(trx, repositoryId, manifest.digest);
+      const stored = manifestId === undefined;
       if (manifestId === undefined) {
+        await enforceQuotaOnManifest(trx, repository, repositoryId);
         // A stored manifest's references were checked when it was stored and are held since
         // (unlink and delete refuse while it uses them), so only a new one is checked.
         const blobs = unique(manifest.blobs);
@@ -334,13 +352,13 @@ class SqlManifests implements ManifestQueries {
             .execute();
         }
       }
-      if (tag !== undefined) {
-        await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at, options);
-      }
+      const moved = tag === undefined ? null : await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at, options);
+      // The outbox: the events commit with the change, or neither does.
+      await writeEvents(trx, manifestPutEvents(repository, manifest, tag, stored, moved, options?.context), at);
     });
   }
 
-  async delete(repository: string, digest: string, options?: TagGuard): Promise<boolean> {
+  async delete(repository: string, digest: string, options?: WriteOptions): Promise<boolean> {
     return transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
@@ -365,8 +383,8 @@ class SqlManifests implements ManifestQueries {
         .where('manifest_id', '=', manifestId)
         .orderBy('name')
         .execute();
-      for (const t of options ? tags : []) {
-        const rule = options!.immutable(t.name);
+      for (const t of options?.immutable ? tags : []) {
+        const rule = options!.immutable!(t.name);
         if (rule !== null) throw new ImmutableTagError(t.name, rule, digest);
       }
       for (const chunk of chunks(tags)) {
@@ -379,10 +397,14 @@ class SqlManifests implements ManifestQueries {
               previous_digest: digest,
               digest: null,
               at,
+              ...movedBy(options?.context),
             })),
           )
           .execute();
       }
+      const deleted = await trx.selectFrom('manifests').select(['media_type', 'size']).where('id', '=', manifestId).executeTakeFirstOrThrow();
+      const described = { digest, mediaType: deleted.media_type, size: Number(deleted.size) };
+      await writeEvents(trx, manifestDeleteEvents(repository, described, tags.map((t) => t.name), options?.context), at);
       await trx.deleteFrom('tags').where('manifest_id', '=', manifestId).execute();
       // manifest_blobs and manifest_children go with it (ON DELETE CASCADE).
       await trx.deleteFrom('manifests').where('id', '=', manifestId).execute();
@@ -446,7 +468,7 @@ class SqlTags implements TagQueries {
     return row ? { name: row.name, digest: row.digest, updatedAt: new Date(Number(row.updated_at)) } : null;
   }
 
-  async delete(repository: string, tag: string): Promise<boolean> {
+  async delete(repository: string, tag: string, options?: WriteOptions): Promise<boolean> {
     return transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
@@ -465,8 +487,10 @@ class SqlTags implements TagQueries {
           previous_digest: current.digest,
           digest: null,
           at: this.now(),
+          ...movedBy(options?.context),
         })
         .execute();
+      await writeEvents(trx, [tagDeleteEvent(repository, tag, current.digest, options?.context)], this.now());
       return true;
     });
   }
@@ -475,7 +499,7 @@ class SqlTags implements TagQueries {
     const rows = await this.db
       .selectFrom('tag_history as h')
       .innerJoin('repositories as r', 'r.id', 'h.repository_id')
-      .select(['h.tag', 'h.previous_digest', 'h.digest', 'h.at'])
+      .select(['h.tag', 'h.previous_digest', 'h.digest', 'h.at', 'h.actor', 'h.actor_kind', 'h.address', 'h.node'])
       .where('r.name', '=', repository)
       .where('h.tag', '=', tag)
       // Insertion order is commit order: every move of a repository's tags is written while its
@@ -487,6 +511,7 @@ class SqlTags implements TagQueries {
       previousDigest: row.previous_digest,
       digest: row.digest,
       at: new Date(Number(row.at)),
+      by: readMovedBy(row),
     }));
   }
 }
@@ -628,6 +653,7 @@ async function lockRepository(trx: Db, name: string): Promise<Id | undefined> {
 
 async function linkBlob(trx: Db, repository: string, blob: BlobRecord, at: number): Promise<void> {
   const repositoryId = await ensureRepository(trx, repository, at);
+  await enforceQuotaOnLink(trx, repository, repositoryId, blob);
   await trx
     .insertInto('blobs')
     .values({ digest: blob.digest, size: blob.size, created_at: at })
@@ -665,7 +691,10 @@ async function currentTag(
   return row ? { manifestId: row.manifest_id, digest: row.digest } : undefined;
 }
 
-/** Points a tag at a manifest; records the move in the history only when the tag moved. */
+/**
+ * Points a tag at a manifest; records the move in the history only when the tag moved. Resolves
+ * to the digest it named before (null for a new tag), or null when it did not move.
+ */
 async function pointTag(
   trx: Db,
   repositoryId: Id,
@@ -673,11 +702,11 @@ async function pointTag(
   manifestId: Id,
   digest: string,
   at: number,
-  guard?: TagGuard,
-): Promise<void> {
+  options?: WriteOptions,
+): Promise<{ previousDigest: string | null } | null> {
   const current = await currentTag(trx, repositoryId, tag);
-  if (current && sameId(current.manifestId, manifestId)) return;
-  const rule = current && guard ? guard.immutable(tag) : null;
+  if (current && sameId(current.manifestId, manifestId)) return null;
+  const rule = current && options?.immutable ? options.immutable(tag) : null;
   if (current && rule !== null) throw new ImmutableTagError(tag, rule, current.digest);
   await trx
     .insertInto('tags')
@@ -697,8 +726,10 @@ async function pointTag(
       previous_digest: current?.digest ?? null,
       digest,
       at,
+      ...movedBy(options?.context),
     })
     .execute();
+  return { previousDigest: current?.digest ?? null };
 }
 
 function sameId(a: Id, b: Id): boolean {

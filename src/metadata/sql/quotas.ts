@@ -1,0 +1,156 @@
+import { sql } from 'kysely';
+import { projectOf } from '../../auth/authorizer.js';
+import { QuotaExceededError, type ProjectUsage, type QuotaLimits, type QuotaQueries } from '../housekeeping-store.js';
+import { underPrefix, type Clock, type Db } from './control/common.js';
+import type { Id } from './schema.js';
+
+/**
+ * Project quotas. Usage is never stored: it is computed from repository_blobs (unique digests
+ * over the project's repositories), so nothing can drift — an unlink, a repository deletion or
+ * a garbage collection lowers it the moment it commits.
+ *
+ * Exactness under concurrency: a link into a project that has a quota first locks the project's
+ * quota row (a no-op UPDATE), then computes usage and links in the same transaction. Links into
+ * one project therefore serialise (in PostgreSQL on that row; SQLite serialises all writers), so
+ * concurrent pushes that together would exceed the quota cannot all pass the check: exactly those
+ * that fit succeed. Deletes do not take the lock: they only lower usage, so at worst a concurrent
+ * push is refused against usage that is about to drop — never admitted over the limit. Projects
+ * without a quota pay one indexed lookup per link and take no lock.
+ */
+export class SqlQuotas implements QuotaQueries {
+  constructor(
+    private readonly db: Db,
+    private readonly now: Clock,
+  ) {}
+
+  async get(project: string): Promise<QuotaLimits | null> {
+    const row = await this.db
+      .selectFrom('projects as p')
+      .leftJoin('project_quotas as q', 'q.project_id', 'p.id')
+      .select(['q.bytes_limit', 'q.repositories_limit'])
+      .where('p.name', '=', project)
+      .executeTakeFirst();
+    if (!row) return null;
+    return { bytes: numberOrNull(row.bytes_limit), repositories: numberOrNull(row.repositories_limit) };
+  }
+
+  async set(project: string, limits: QuotaLimits): Promise<boolean> {
+    const found = await this.db.selectFrom('projects').select('id').where('name', '=', project).executeTakeFirst();
+    if (!found) return false;
+    if (limits.bytes === null && limits.repositories === null) {
+      await this.db.deleteFrom('project_quotas').where('project_id', '=', found.id).execute();
+      return true;
+    }
+    await this.db
+      .insertInto('project_quotas')
+      .values({ project_id: found.id, bytes_limit: limits.bytes, repositories_limit: limits.repositories, updated_at: this.now() })
+      .onConflict((oc) =>
+        oc.column('project_id').doUpdateSet({
+          bytes_limit: (eb) => eb.ref('excluded.bytes_limit'),
+          repositories_limit: (eb) => eb.ref('excluded.repositories_limit'),
+          updated_at: (eb) => eb.ref('excluded.updated_at'),
+        }),
+      )
+      .execute();
+    return true;
+  }
+
+  usage(project: string): Promise<ProjectUsage> {
+    return projectUsage(this.db, project);
+  }
+}
+
+/**
+ * Inside the transaction that links a blob into a repository (after the repository row is
+ * locked): enforces the project's quota. Throws QuotaExceededError.
+ */
+export async function enforceQuotaOnLink(trx: Db, repository: string, repositoryId: Id, blob: { digest: string; size: number }): Promise<void> {
+  const project = projectOf(repository);
+  const limits = await lockQuota(trx, project);
+  if (!limits) return;
+  if (limits.repositories !== null) await checkRepositories(trx, project, repositoryId, limits.repositories);
+  if (limits.bytes !== null) await checkBytes(trx, project, limits.bytes, blob);
+}
+
+/**
+ * Inside the transaction that stores a new manifest: a new repository must fit the repository
+ * limit, and a project already over its byte quota (it was lowered) takes no new manifests.
+ */
+export async function enforceQuotaOnManifest(trx: Db, repository: string, repositoryId: Id): Promise<void> {
+  const project = projectOf(repository);
+  const limits = await lockQuota(trx, project);
+  if (!limits) return;
+  if (limits.repositories !== null) await checkRepositories(trx, project, repositoryId, limits.repositories);
+  if (limits.bytes !== null) {
+    const used = (await projectUsage(trx, project)).bytes;
+    if (used > limits.bytes) throw new QuotaExceededError(project, 'bytes', used, limits.bytes, 0);
+  }
+}
+
+/** Write-locks the project's quota row; undefined (and no lock) when the project has no quota. */
+async function lockQuota(trx: Db, project: string): Promise<QuotaLimits | undefined> {
+  const row = await trx
+    .updateTable('project_quotas')
+    .set({ updated_at: sql<number>`updated_at` })
+    .where('project_id', '=', (eb) => eb.selectFrom('projects').select('id').where('name', '=', project))
+    .returning(['bytes_limit', 'repositories_limit'])
+    .executeTakeFirst();
+  return row ? { bytes: numberOrNull(row.bytes_limit), repositories: numberOrNull(row.repositories_limit) } : undefined;
+}
+
+async function checkBytes(db: Db, project: string, limit: number, blob: { digest: string; size: number }): Promise<void> {
+  // A blob the project already holds adds nothing.
+  const held = await inProject(db.selectFrom('repository_blobs as rb').innerJoin('repositories as r', 'r.id', 'rb.repository_id').select('rb.digest').where('rb.digest', '=', blob.digest), project)
+    .limit(1)
+    .executeTakeFirst();
+  if (held) return;
+  const used = (await projectUsage(db, project)).bytes;
+  if (used + blob.size > limit) throw new QuotaExceededError(project, 'bytes', used, limit, blob.size);
+}
+
+async function checkRepositories(db: Db, project: string, repositoryId: Id, limit: number): Promise<void> {
+  if (await hasContent(db, repositoryId)) return;
+  const used = await repositoriesWithContent(db, project);
+  if (used + 1 > limit) throw new QuotaExceededError(project, 'repositories', used, limit, 1);
+}
+
+async function projectUsage(db: Db, project: string): Promise<ProjectUsage> {
+  const digests = inProject(db.selectFrom('repository_blobs as rb').innerJoin('repositories as r', 'r.id', 'rb.repository_id').select('rb.digest'), project);
+  const row = await db
+    .selectFrom('blobs as b')
+    .select((eb) => [sql<number | string | null>`coalesce(sum(b.size), 0)`.as('bytes'), eb.fn.countAll<number | string>().as('blobs')])
+    .where('b.digest', 'in', digests)
+    .executeTakeFirstOrThrow();
+  return { bytes: Number(row.bytes ?? 0), blobs: Number(row.blobs), repositories: await repositoriesWithContent(db, project) };
+}
+
+async function repositoriesWithContent(db: Db, project: string): Promise<number> {
+  const row = await inProject(db.selectFrom('repositories as r'), project)
+    .where((eb) =>
+      eb.or([
+        eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
+        eb.exists(eb.selectFrom('repository_blobs as x').select('x.digest').whereRef('x.repository_id', '=', 'r.id')),
+      ]),
+    )
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+async function hasContent(db: Db, repositoryId: Id): Promise<boolean> {
+  // One after the other: inside a transaction both run on its one connection.
+  const blob = await db.selectFrom('repository_blobs').select('digest').where('repository_id', '=', repositoryId).limit(1).executeTakeFirst();
+  if (blob) return true;
+  const manifest = await db.selectFrom('manifests').select('id').where('repository_id', '=', repositoryId).limit(1).executeTakeFirst();
+  return manifest !== undefined;
+}
+
+/** Restricts a query over `repositories as r` to the project's repositories (`p` and `p/…`), by index. */
+function inProject<Q extends { where: (...args: any[]) => any }>(query: Q, project: string): Q {
+  const range = underPrefix(project);
+  return query.where((eb: any) => eb.or([eb('r.name', '=', project), eb.and([eb('r.name', '>=', range.from), eb('r.name', '<', range.to)])])) as Q;
+}
+
+function numberOrNull(value: number | string | null | undefined): number | null {
+  return value === null || value === undefined ? null : Number(value);
+}
