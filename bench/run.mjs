@@ -7,9 +7,11 @@
 // Environment: QUICK=1, ROUNDS=n, BENCH_SECONDS=s (per wrk/ab run), BENCH_ONLY=id,id (workload id
 // prefixes), BENCH_A=stowage|distribution (A side; "distribution" proves the harness with
 // Distribution vs Distribution), BENCH_SKIP_BUILD=1, BENCH_KEEP=1 (keep bench/.work data),
-// BENCH_PROFILE=1 (node --cpu-prof for Stowage), BENCH_MODE / BENCH_STOWAGE_ARGS / BENCH_STOWAGE_ENV / BENCH_DISTRIBUTION_ENV (variants, see
+// BENCH_PROFILE=1 (node --cpu-prof for Stowage), BENCH_AUTH=token (Docker token auth on both),
+// BENCH_MODE / BENCH_STOWAGE_ARGS / BENCH_STOWAGE_ENV / BENCH_DISTRIBUTION_ENV (variants, see
 // lib/registries.mjs).
 import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { cpus, totalmem, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,14 +20,18 @@ import { createSampler } from './lib/procstat.mjs';
 import { ensureTools, startDistribution, startStowage, buildStowage, tail } from './lib/registries.mjs';
 import { createClient } from './lib/oci.mjs';
 import { measureCeilings } from './lib/ceilings.mjs';
-import { sizes, prepareContent, seed, verify, workloads } from './lib/workloads.mjs';
+import { sizes, prepareContent, seed, verify, verifyTokenRequired, workloads } from './lib/workloads.mjs';
+import { startTokenIssuer } from './lib/token-issuer.mjs';
 import { buildRows, writeReports, variantSuffix } from './lib/report.mjs';
 
 const benchDir = fileURLToPath(new URL('.', import.meta.url));
 const root = resolve(benchDir, '..');
 const quick = process.env.QUICK === '1';
 const aKind = process.env.BENCH_A ?? 'stowage';
-const mode = process.env.BENCH_MODE ?? 'default';
+const authMode = process.env.BENCH_AUTH ?? 'none';
+const baseMode = process.env.BENCH_MODE ?? 'default';
+// The token variant gets its own result files (latest-token.md, latest-scaleout-token.md, ...).
+const mode = authMode === 'token' ? (baseMode === 'default' ? 'token' : `${baseMode}-token`) : baseMode;
 const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
 const sz = sizes(quick);
 const stamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
@@ -34,9 +40,11 @@ const resultsDir = join(benchDir, 'results');
 const profileDir = process.env.BENCH_PROFILE === '1' ? join(benchDir, '.work', 'profiles', stamp) : null;
 const regs = [];
 const problems = [];
+let issuer = null;
 
 function cleanup() {
   for (const r of regs) r.kill();
+  issuer?.close();
   if (process.env.BENCH_KEEP !== '1') rmSync(workDir, { recursive: true, force: true });
 }
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { log(`${sig}: stopping registries`); cleanup(); process.exit(130); });
@@ -47,6 +55,7 @@ function readLog(file) {
 
 async function main() {
   if (!['stowage', 'distribution'].includes(aKind)) throw new Error(`BENCH_A must be stowage or distribution, not ${aKind}`);
+  if (!['none', 'token'].includes(authMode)) throw new Error(`BENCH_AUTH must be none or token, not ${authMode}`);
   const labels = { A: aKind === 'stowage' ? 'Stowage' : 'Distribution (A)', B: aKind === 'stowage' ? 'Distribution' : 'Distribution (B)' };
   log(`${quick ? 'QUICK ' : ''}benchmark: ${labels.A} vs ${labels.B}, ${sz.rounds} rounds, mode ${mode}`);
   mkdirSync(workDir, { recursive: true });
@@ -65,16 +74,33 @@ async function main() {
   const ceilings = await measureCeilings({ quick, workDir, seconds: quick ? 2 : 5 });
   log(`ceilings: sha256 ${fmtNum(ceilings.sha256MBps)} MB/s, loopback GET ${fmtNum(ceilings.loopbackGetRps)} req/s, HEAD ${fmtNum(ceilings.loopbackHeadRps)} req/s, bulk ${fmtNum(ceilings.loopbackBulkMBps)} MB/s, disk ${fmtNum(ceilings.diskWriteMBps)} MB/s`);
 
+  // Token auth: Distribution trusts the bench's issuer (in this process, so its CPU is nobody's);
+  // Stowage issues its own tokens to its bootstrap admin. Fresh random passwords every run.
+  const creds = {};
+  let distributionAuth = null;
+  let stowageAuth = null;
+  if (authMode === 'token') {
+    creds.distribution = { username: 'bench', password: randomBytes(18).toString('base64url') };
+    creds.stowage = { username: 'admin', password: randomBytes(18).toString('base64url') };
+    issuer = await startTokenIssuer({ dir: workDir, service: 'distribution-bench', issuer: 'stowage-bench-issuer', ...creds.distribution });
+    distributionAuth = issuer;
+    stowageAuth = { adminPassword: creds.stowage.password };
+    log(`token auth: Distribution's token issuer at ${issuer.realm}; Stowage issues its own tokens`);
+  }
+
   const sampler = createSampler();
   const A = aKind === 'stowage'
-    ? await startStowage({ name: 'A', label: labels.A, workDir, sampler, entry, profileDir })
-    : await startDistribution({ name: 'A', label: labels.A, workDir, sampler });
+    ? await startStowage({ name: 'A', label: labels.A, workDir, sampler, entry, profileDir, auth: stowageAuth })
+    : await startDistribution({ name: 'A', label: labels.A, workDir, sampler, auth: distributionAuth });
   regs.push(A);
-  const B = await startDistribution({ name: 'B', label: labels.B, workDir, sampler });
+  const B = await startDistribution({ name: 'B', label: labels.B, workDir, sampler, auth: distributionAuth });
   regs.push(B);
   log(`A ${labels.A} at ${A.url} (pid ${A.pid}); B ${labels.B} at ${B.url} (pid ${B.pid})`);
   const side = { A, B };
-  const clients = { A: createClient(A.url), B: createClient(B.url) };
+  const clients = {
+    A: createClient(A.url, { credentials: creds[A.kind] ?? null }),
+    B: createClient(B.url, { credentials: creds[B.kind] ?? null }),
+  };
 
   log('generating content');
   const content = await prepareContent(sz);
@@ -85,6 +111,7 @@ async function main() {
     try {
       seedSeconds[k] = await seed(clients[k], content, sz);
       await verify(clients[k], content);
+      if (authMode === 'token') await verifyTokenRequired(clients[k], content);
       log(`seeded ${side[k].label} in ${seedSeconds[k].toFixed(1)} s`);
     } catch (e) {
       // Keep going: each workload then fails (or not) on its own, which says more than one line.
@@ -97,7 +124,9 @@ async function main() {
   const results = {
     meta: {
       timestamp: new Date().toISOString(), quick, rounds: sz.rounds, mode, labels,
-      kinds: { A: A.kind, B: B.kind }, cpu: cpus()[0]?.model ?? '?', cores: cpus().length,
+      kinds: { A: A.kind, B: B.kind }, auth: authMode,
+      tokenIssuer: authMode === 'token' ? 'Distribution: the bench\'s issuer in the bench process (CPU not counted); Stowage: its own /auth/token' : null,
+      cpu: cpus()[0]?.model ?? '?', cores: cpus().length,
       memGiB: Math.round(totalmem() / GiB), loadavgStart: loadavg().map((x) => Number(x.toFixed(2))), node: process.version, distributionVersion: versions.distribution,
       stowageRev: aKind === 'stowage' ? stowageRev : null,
       stowageArgs: process.env.BENCH_STOWAGE_ARGS ?? '', stowageEnv: process.env.BENCH_STOWAGE_ENV ?? '',
@@ -112,7 +141,7 @@ async function main() {
     const rec = { id: w.id, title: w.title, metrics: w.metrics.map(({ key, label, unit, better, target, note, chart }) => ({ key, label, unit, better, target, note, chart })), rounds: [], peakRssBytes: {} };
     results.workloads.push(rec);
     for (const k of ['A', 'B']) side[k].stats.resetWindow();
-    if (w.warmup) for (const k of ['A', 'B']) if (!broken[k]) await w.warmup(side[k]).catch(() => {});
+    if (w.warmup) for (const k of ['A', 'B']) if (!broken[k]) await w.warmup(side[k], clients[k]).catch(() => {});
     for (let round = 1; round <= sz.rounds; round++) {
       const data = w.prepareRound ? await w.prepareRound(round) : undefined;
       const entry = { round, loadavg: Number(loadavg()[0].toFixed(2)) };
@@ -120,9 +149,12 @@ async function main() {
         const reg = side[k];
         if (!broken[k] && !reg.alive()) broken[k] = `registry process exited (${reg.child.exitCode ?? reg.child.signalCode})`;
         if (broken[k]) { entry[k] = { error: broken[k] }; continue; }
-        const cpu0 = reg.stats.cpuSeconds();
-        const user0 = reg.stats.userSeconds();
+        let cpu0, user0;
         try {
+          // Token fetches happen here, outside the measurement: it carries cached tokens.
+          if (w.auth) await w.auth(clients[k]);
+          cpu0 = reg.stats.cpuSeconds();
+          user0 = reg.stats.userSeconds();
           const r = await w.run(reg, clients[k], data);
           const cpu = reg.stats.cpuSeconds() - cpu0;
           r.cpuSec = cpu;
@@ -158,13 +190,18 @@ async function main() {
     await side[k].stop();
     results[`log${k}`] = tail(side[k].logFile, 40);
     // Distribution logs every 4xx answer at level error; a 404 for a blob or manifest that a
-    // client probes before pushing is normal, so those lines are not problems.
+    // client probes before pushing is normal, so those lines are not problems. Neither is the
+    // warning for a request without a token: that 401 is the first step of the token dance.
     const lines = readLog(side[k].logFile).filter((l) => /error|panic|fatal|"level":(50|60)/i.test(l)
-      && !/response completed with error.*err\.code="(blob unknown|manifest unknown|blob upload unknown)"/.test(l));
+      && !/response completed with error.*err\.code="(blob unknown|manifest unknown|blob upload unknown)"/.test(l)
+      && !/level=warning msg="error authorizing context: authorization token required"/.test(l));
     if (lines.length) problems.push(`${side[k].label} log: ${lines.length} error lines, e.g. ${lines[0].slice(0, 400)}`);
   }
   await sampler.close();
+  results.meta.tokensFetched = { A: clients.A.tokensFetched(), B: clients.B.tokensFetched() };
   for (const c of Object.values(clients)) c.close();
+  await issuer?.close();
+  issuer = null;
 
   const suffix = variantSuffix(results.meta, only.length > 0);
   const jsonFile = join(resultsDir, `${stamp}${suffix}.json`);

@@ -1,7 +1,11 @@
--- wrk script: sends the Accept header real clients send when pulling by tag, and prints the
--- summary as one JSON line (prefixed "WRKJSON ") that bench/lib/tools.mjs parses.
+-- wrk script: sends the Accept header real clients send when pulling by tag (and the bearer token
+-- in the token-auth variant), and prints the summary as one JSON line (prefixed "WRKJSON ") that
+-- bench/lib/tools.mjs parses.
 wrk.method = "GET"
 wrk.headers["Accept"] = os.getenv("WRK_ACCEPT") or "application/vnd.oci.image.manifest.v1+json"
+-- BENCH_AUTH=token: the bearer token fetched right before this run (empty: no header).
+local authorization = os.getenv("WRK_AUTHORIZATION")
+if authorization and authorization ~= "" then wrk.headers["Authorization"] = authorization end
 
 done = function(summary, latency, requests)
   local e = summary.errors

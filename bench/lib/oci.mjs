@@ -1,8 +1,12 @@
 // A minimal OCI Distribution client over node:http: exactly the requests real clients send,
-// nothing hidden (no retries, no redirects followed silently). Every call checks the status.
+// nothing hidden (no redirects followed silently; the only retry is the one after a token
+// challenge, as every real client does). Every call checks the status.
 import http from 'node:http';
 import { once } from 'node:events';
 import { MT } from './data.mjs';
+import { createTokenAuth, resourceOf } from './token-auth.mjs';
+
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export class HttpError extends Error {
   constructor(method, url, status, body) {
@@ -11,23 +15,44 @@ export class HttpError extends Error {
   }
 }
 
-export function createClient(base, { maxSockets = 64 } = {}) {
+/**
+ * `credentials` ({username, password}): answer Bearer challenges with tokens from the realm
+ * (BENCH_AUTH=token); without them every request goes out anonymous, as before.
+ */
+export function createClient(base, { maxSockets = 64, credentials = null } = {}) {
   const agent = new http.Agent({ keepAlive: true, maxSockets, keepAliveMsecs: 10_000 });
   const abs = (u) => new URL(u, base);
+  const auth = credentials ? createTokenAuth({ credentials }) : null;
 
   /**
    * One request. `body`: Buffer/string; or `source` + `range`: streamed from a generated blob.
    * `discard`: count the response bytes without keeping them. Resolves {status, headers, body, bytes}.
+   * With credentials, a cached token of the repository goes along; a 401 Bearer challenge fetches
+   * one and repeats the request once (bodies are regenerated from `source`). `scopes`: more
+   * scopes for the token (a mount's source); `anonymous`: send no token and do not answer a 401.
    */
-  function request(method, url, { headers = {}, body, source, range, discard = false, timeoutMs = 600_000 } = {}) {
+  async function request(method, url, { scopes = [], anonymous = false, ...opts } = {}) {
     const u = abs(url);
+    if (!auth || anonymous) return send(method, u, opts, null);
+    const resource = resourceOf(u.pathname);
+    if (WRITES.has(method)) auth.noteWrite(resource);
+    const r = await send(method, u, opts, auth.cached(resource, { extraScopes: scopes }));
+    if (r.status !== 401) return r;
+    const token = await auth.answer(r.headers['www-authenticate'], resource, scopes);
+    return token ? send(method, u, opts, token) : r;
+  }
+
+  function send(method, u, { headers = {}, body, source, range, discard = false, timeoutMs = 600_000 } = {}, token) {
     return new Promise((ok, fail) => {
       const h = { ...headers };
+      if (token) h.authorization = `Bearer ${token}`;
+      let answered = false;
       let len = 0;
       if (body != null) len = Buffer.byteLength(body);
       else if (source) len = (range ? range[1] - range[0] : source.size);
       if (body != null || source || method === 'PUT' || method === 'PATCH' || method === 'POST') h['content-length'] = String(len);
       const req = http.request(u, { method, headers: h, agent }, (res) => {
+        answered = true; // an early answer (a 401 before the body was read) stops the upload
         const parts = [];
         let bytes = 0;
         res.on('data', (c) => { bytes += c.length; if (!discard) parts.push(c); });
@@ -40,6 +65,7 @@ export function createClient(base, { maxSockets = 64 } = {}) {
       else if (source) {
         (async () => {
           for (const c of source.chunks(...(range ?? []))) {
+            if (answered || req.destroyed) break;
             if (!req.write(c)) await once(req, 'drain');
           }
           req.end();
@@ -65,6 +91,29 @@ export function createClient(base, { maxSockets = 64 } = {}) {
     request,
     expect,
     close: () => agent.destroy(),
+    /** Token endpoint calls so far (0 without credentials). */
+    tokensFetched: () => auth?.fetched() ?? 0,
+
+    /**
+     * Headers for an outside tool (wrk, ab, curl) about to spend `validForS` seconds on `repo`
+     * ('catalog' for the catalog; `push`: for pushing), also used to fill the token cache before a
+     * measurement: `{authorization}` with a token that outlives the run, or {}
+     * when the registry wants none. A cached token is reused; otherwise the challenge of an
+     * anonymous `GET /v2/` leads to the realm, as `docker login` finds it.
+     */
+    async authHeaders(repo, { validForS = 0, push = false } = {}) {
+      if (!auth) return {};
+      const resource = repo === 'catalog' ? 'registry:catalog' : `repository:${repo}`;
+      if (push) auth.noteWrite(resource); // asks for pull,push like a client about to push
+      let token = auth.cached(resource, { validForS, extraScopes: push ? [`${resource}:pull,push`] : [] });
+      if (!token) {
+        const ping = await send('GET', abs('/v2/'), {}, null);
+        if (ping.status === 200) return {};
+        token = await auth.answer(ping.headers['www-authenticate'], resource);
+        if (!token) throw new HttpError('GET', '/v2/', ping.status, 'no Bearer challenge to answer');
+      }
+      return { authorization: `Bearer ${token}` };
+    },
 
     async blobExists(repo, digest) {
       const r = await request('HEAD', `/v2/${repo}/blobs/${digest}`);
@@ -106,7 +155,9 @@ export function createClient(base, { maxSockets = 64 } = {}) {
 
     /** Cross-repository mount; falls back to an upload when the registry answers 202. */
     async mountOrPush(repo, from, blob) {
-      const r = await request('POST', `/v2/${repo}/blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`, { body: Buffer.alloc(0) });
+      // Like docker, ask for pull on the source in the same token, or the registry cannot mount.
+      const r = await request('POST', `/v2/${repo}/blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`,
+        { body: Buffer.alloc(0), scopes: [`repository:${from}:pull`] });
       if (r.status === 201) return;
       if (r.status !== 202) throw new HttpError('POST(mount)', repo, r.status, r.body?.toString());
       await expect('PUT', withDigest(r.headers.location, blob.digest), [201], { source: blob, headers: { 'content-type': 'application/octet-stream' } });

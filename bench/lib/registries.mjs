@@ -1,5 +1,6 @@
 // Starting and stopping the two registries under test, with equivalent settings:
-// filesystem storage, deletes enabled, no per-request logging, warn-level logs, no auth.
+// filesystem storage, deletes enabled, no per-request logging, warn-level logs, and either no
+// auth (the default) or Docker token auth on both (`auth` option; BENCH_AUTH=token in run.mjs).
 //
 // Hooks for later variants (token auth, S3 + PostgreSQL), without implementing them here:
 //   BENCH_STOWAGE_ARGS      extra arguments appended to `stowage serve` (split on whitespace)
@@ -52,7 +53,19 @@ async function which(name) {
   return r.code === 0 ? r.stdout.trim() : null;
 }
 
-function distributionConfig(dataDir, host) {
+/** Distribution's `auth.token` section: tokens from the bench's issuer (lib/token-issuer.mjs). */
+function distributionAuth(auth) {
+  if (!auth) return '';
+  return `auth:
+  token:
+    realm: ${auth.realm}
+    service: ${auth.service}
+    issuer: ${auth.issuer}
+    rootcertbundle: ${auth.certFile}
+`;
+}
+
+function distributionConfig(dataDir, host, auth) {
   return `version: 0.1
 log:
   level: warn
@@ -75,10 +88,10 @@ http:
 health:
   storagedriver:
     enabled: false
-`;
+${distributionAuth(auth)}`;
 }
 
-async function waitReady(child, url, logFile, timeoutMs) {
+async function waitReady(child, url, logFile, timeoutMs, readyStatus) {
   const end = Date.now() + timeoutMs;
   for (let i = 0; i < 10_000; i++) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -87,7 +100,7 @@ async function waitReady(child, url, logFile, timeoutMs) {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
-      if (res.status === 200) return;
+      if (res.status === readyStatus) return;
     } catch { /* not listening yet */ }
     if (Date.now() > end) throw new Error(`not ready within ${timeoutMs / 1000} s; log:\n${tail(logFile, 30)}`);
     await sleep(100);
@@ -98,7 +111,7 @@ export function tail(file, lines) {
   try { return readFileSync(file, 'utf8').split('\n').slice(-lines - 1).join('\n'); } catch { return ''; }
 }
 
-function launch({ name, kind, label, cmd, args, env, dataDir, logFile, host, readyPath, sampler, readyTimeoutMs }) {
+function launch({ name, kind, label, cmd, args, env, dataDir, logFile, host, readyPath, readyStatus = 200, sampler, readyTimeoutMs }) {
   const fd = openSync(logFile, 'a');
   const child = spawn(cmd, args, { env, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
@@ -117,20 +130,22 @@ function launch({ name, kind, label, cmd, args, env, dataDir, logFile, host, rea
     },
     kill() { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } },
   };
-  return { reg, ready: waitReady(child, `http://${host}${readyPath}`, logFile, readyTimeoutMs).then(() => reg) };
+  return { reg, ready: waitReady(child, `http://${host}${readyPath}`, logFile, readyTimeoutMs, readyStatus).then(() => reg) };
 }
 
-export async function startDistribution({ name, label, workDir, sampler }) {
+/** `auth`: {realm, service, issuer, certFile} of a token issuer, or null for open access. */
+export async function startDistribution({ name, label, workDir, sampler, auth = null }) {
   const dataDir = join(workDir, name, 'data');
   mkdirSync(dataDir, { recursive: true });
   const host = `127.0.0.1:${await freePort()}`;
   const cfg = join(workDir, name, 'config.yml');
-  writeFileSync(cfg, distributionConfig(dataDir, host));
+  writeFileSync(cfg, distributionConfig(dataDir, host, auth));
   const env = { ...process.env, ...parseEnvList(process.env.BENCH_DISTRIBUTION_ENV) };
   delete env.AWS_CA_BUNDLE; // 2.8's S3 driver panics on it (see DESIGN.md)
   const { reg, ready } = launch({
     name, kind: 'distribution', label, cmd: DISTRIBUTION_BIN, args: ['serve', cfg], env, dataDir,
     logFile: join(workDir, name, 'registry.log'), host, readyPath: '/v2/', sampler, readyTimeoutMs: 30_000,
+    readyStatus: auth ? 401 : 200, // with token auth, /v2/ challenges until a client authenticates
   });
   try { return await ready; } catch (e) { reg.kill(); throw new Error(`${label}: ${e.message}`); }
 }
@@ -146,7 +161,8 @@ export async function buildStowage(root) {
   return entry;
 }
 
-export async function startStowage({ name, label, workDir, sampler, entry, profileDir }) {
+/** `auth`: {adminPassword} for token auth with its bootstrap `admin` user, or null for open access. */
+export async function startStowage({ name, label, workDir, sampler, entry, profileDir, auth = null }) {
   const dataDir = join(workDir, name, 'data');
   mkdirSync(dataDir, { recursive: true });
   const host = `127.0.0.1:${await freePort()}`;
@@ -156,9 +172,10 @@ export async function startStowage({ name, label, workDir, sampler, entry, profi
     STOWAGE_LOG_REQUESTS: 'false',
     STOWAGE_LOG_LEVEL: 'warn',
     NODE_ENV: 'production',
-    // Open access, like the Distribution registry it is compared with; BENCH_STOWAGE_ENV=STOWAGE_AUTH=token
-    // measures with token authentication (then the client needs credentials).
-    STOWAGE_AUTH: 'none',
+    // Open access like the Distribution registry it is compared with, or token auth on both: the
+    // `admin` user created at first start (with this password) is the bench user; it may push
+    // anywhere, and projects are created by its first push.
+    ...(auth ? { STOWAGE_AUTH: 'token', STOWAGE_ADMIN_PASSWORD: auth.adminPassword } : { STOWAGE_AUTH: 'none' }),
     ...parseEnvList(process.env.BENCH_STOWAGE_ENV),
   };
   // --cpu-prof is refused in NODE_OPTIONS; as an execArgv it is inherited by cluster workers.

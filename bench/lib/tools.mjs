@@ -6,13 +6,15 @@ import { run } from './util.mjs';
 const LUA = fileURLToPath(new URL('./accept.lua', import.meta.url));
 
 /**
- * wrk for `seconds` at `connections`; returns {rps, p50Ms, p99Ms, requests, errors, bytes}.
+ * wrk for `seconds` at `connections` (`authorization`: an Authorization header value, e.g. a token); returns {rps, p50Ms, p99Ms, requests, errors, bytes}.
  * Non-2xx answers count as errors (wrk's "status" errors); callers treat any error as invalid.
  */
-export async function wrk(url, { connections, seconds, accept }) {
+export async function wrk(url, { connections, seconds, accept, authorization }) {
   const threads = Math.max(1, Math.min(2, connections));
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '-s', LUA, url];
-  const r = await run('wrk', args, { env: { ...process.env, WRK_ACCEPT: accept ?? '' }, timeoutMs: (seconds + 30) * 1000 });
+  // The token goes through the environment (the Lua script reads it), not the command line.
+  const env = { ...process.env, WRK_ACCEPT: accept ?? '', WRK_AUTHORIZATION: authorization ?? '' };
+  const r = await run('wrk', args, { env, timeoutMs: (seconds + 30) * 1000 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('WRKJSON '));
   if (!line) throw new Error(`wrk produced no summary (exit ${r.code}): ${(r.stdout + r.stderr).slice(-500)}`);
   const j = JSON.parse(line.slice(8));
@@ -31,8 +33,10 @@ export async function wrk(url, { connections, seconds, accept }) {
 }
 
 /** ab -i (HEAD) -k (keep-alive) for `seconds` at `concurrency`; returns {rps, p50Ms, p99Ms, ...}. */
-export async function abHead(url, { concurrency, seconds }) {
-  const args = ['-i', '-k', '-q', '-c', String(concurrency), '-t', String(seconds), '-n', '5000000', '-s', '10', url];
+export async function abHead(url, { concurrency, seconds, authorization }) {
+  // ab takes headers only on its command line; the bench's tokens live for minutes, on loopback.
+  const auth = authorization ? ['-H', `Authorization: ${authorization}`] : [];
+  const args = ['-i', '-k', '-q', '-c', String(concurrency), '-t', String(seconds), '-n', '5000000', '-s', '10', ...auth, url];
   const r = await run('ab', args, { timeoutMs: (seconds + 30) * 1000 });
   const num = (re) => { const m = re.exec(r.stdout); return m ? Number(m[1]) : null; };
   const rps = num(/Requests per second:\s+([\d.]+)/);

@@ -4,11 +4,15 @@
 import { spawn } from 'node:child_process';
 
 /** GETs `url` with curl, discards the body; resolves {bytes, ms}. Rejects on non-200/short body. */
-export function download(url, { timeoutMs = 600_000, expectBytes } = {}) {
+export function download(url, { timeoutMs = 600_000, expectBytes, headers = {} } = {}) {
   return new Promise((ok, fail) => {
     const t = performance.now();
-    const args = ['-s', '-S', '-o', '/dev/null', '--max-time', String(Math.ceil(timeoutMs / 1000)), '-w', '%{http_code} %{size_download}', url];
-    const child = spawn('curl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Extra headers (a bearer token) go in through stdin (`-H @-`), not the command line.
+    const headerLines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\n`).join('');
+    const args = ['-s', '-S', '-o', '/dev/null', '--max-time', String(Math.ceil(timeoutMs / 1000)), '-w', '%{http_code} %{size_download}',
+      ...(headerLines ? ['-H', '@-'] : []), url];
+    const child = spawn('curl', args, { stdio: [headerLines ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    if (headerLines) child.stdin.end(headerLines);
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => { out += d; });

@@ -26,6 +26,8 @@ export function sizes(quick) {
       };
 }
 
+/** The small-images workload spreads its images over this many repositories. */
+const SMALL_REPOS = 25;
 const human = (n) => (n >= GiB ? `${n / GiB} GiB` : `${n / MiB} MiB`);
 const pad = (i, w) => String(i).padStart(w, '0');
 
@@ -78,6 +80,7 @@ export async function seed(client, c, sz) {
 
 /** Untimed correctness checks so a fast wrong answer is never measured as a fast answer. */
 export async function verify(client, c) {
+  const auth = await client.authHeaders('bench/blobs', { validForS: 60 });
   const r = await client.getManifest('bench/hot', 'latest', PULL_ACCEPT);
   if (!r.body.equals(c.hotManifest)) throw new Error('manifest GET returned different bytes than were pushed');
   const ct = String(r.headers['content-type'] ?? '');
@@ -88,7 +91,7 @@ export async function verify(client, c) {
   }
   // Hash the medium blob as served, and check the big one's length.
   const digest = await new Promise((ok, fail) => {
-    http.get(`${client.base}/v2/bench/blobs/blobs/${c.medium.digest}`, (res) => {
+    http.get(`${client.base}/v2/bench/blobs/blobs/${c.medium.digest}`, { headers: auth }, (res) => {
       if (res.statusCode !== 200) { res.resume(); return fail(new Error(`blob GET -> ${res.statusCode}`)); }
       const hash = createHash('sha256');
       res.on('data', (d) => hash.update(d));
@@ -97,7 +100,23 @@ export async function verify(client, c) {
     }).on('error', fail);
   });
   if (digest !== c.medium.digest) throw new Error(`blob GET bytes hash to ${digest}, expected ${c.medium.digest}`);
-  await download(`${client.base}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size });
+  await download(`${client.base}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size, headers: auth });
+}
+
+/**
+ * BENCH_AUTH=token: proves that tokens are really required, so the variant never measures an
+ * open registry: anonymous manifest GET and blob HEAD must get 401 with a Bearer challenge.
+ */
+export async function verifyTokenRequired(client, c) {
+  const probes = [['GET', '/v2/bench/hot/manifests/latest'], ['HEAD', `/v2/bench/hot/blobs/${c.hotLayers[0].digest}`]];
+  for (const [method, path] of probes) {
+    const r = await client.request(method, path, { anonymous: true, headers: { accept: PULL_ACCEPT } });
+    const challenge = String(r.headers['www-authenticate'] ?? '');
+    if (r.status !== 401 || !/^Bearer\s.*realm=/i.test(challenge)) {
+      throw new Error(`anonymous ${method} ${path} -> ${r.status} (www-authenticate: ${challenge || 'none'}); expected 401 with a Bearer challenge`);
+    }
+  }
+  if (client.tokensFetched() === 0) throw new Error('no token was fetched while seeding: the requests were not authenticated');
 }
 
 const ratioTargets = {
@@ -115,6 +134,11 @@ const ratioTargets = {
 export function workloads(sz, c) {
   const list = [];
   const hotUrl = (reg) => `${reg.url}/v2/bench/hot/manifests/latest`;
+  // BENCH_AUTH=token: the runner calls a workload's `auth(client)` before each measurement, outside
+  // the timed part and the CPU window, so that the measurement carries cached tokens as a client in
+  // steady state does; `run` then gets the same token from the cache. {} without auth.
+  const runToken = (client, repo) => client.authHeaders(repo, { validForS: sz.seconds + sz.warmupSeconds + 30 });
+  const transferToken = (client) => client.authHeaders('bench/blobs', { validForS: 120 });
 
   for (const conc of sz.concurrencies) {
     const big = conc >= 64;
@@ -127,11 +151,15 @@ export function workloads(sz, c) {
         { key: 'p99Ms', label: `manifest GET c=${conc} p99`, unit: 'ms', better: 'lower', target: big ? ratioTargets.manifestP99 : null },
         { key: 'cpuMsPerReq', label: `manifest GET c=${conc} registry CPU/req`, unit: 'ms', better: 'lower', target: null, cpu: true, chart: false },
       ],
-      async warmup(reg) {
-        if (conc === sz.concurrencies[0]) await wrk(hotUrl(reg), { connections: 16, seconds: sz.warmupSeconds, accept: PULL_ACCEPT });
+      auth: (client) => runToken(client, 'bench/hot'),
+      async warmup(reg, client) {
+        if (conc !== sz.concurrencies[0]) return;
+        const { authorization } = await runToken(client, 'bench/hot');
+        await wrk(hotUrl(reg), { connections: 16, seconds: sz.warmupSeconds, accept: PULL_ACCEPT, authorization });
       },
-      async run(reg) {
-        const r = await wrk(hotUrl(reg), { connections: conc, seconds: sz.seconds, accept: PULL_ACCEPT });
+      async run(reg, client) {
+        const { authorization } = await runToken(client, 'bench/hot');
+        const r = await wrk(hotUrl(reg), { connections: conc, seconds: sz.seconds, accept: PULL_ACCEPT, authorization });
         if (r.errors) throw new Error(`wrk: ${r.errors} errors ${JSON.stringify(r.errorDetail)}`);
         if (Math.abs(r.bytesPerReq - c.hotManifest.length) > 1024) throw new Error(`wrk: ${r.bytesPerReq.toFixed(0)} bytes per response, manifest is ${c.hotManifest.length}`);
         return { rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, requests: r.requests };
@@ -147,16 +175,19 @@ export function workloads(sz, c) {
       { key: 'p99Ms', label: 'blob HEAD c=64 p99', unit: 'ms', better: 'lower', target: null },
       { key: 'cpuMsPerReq', label: 'blob HEAD c=64 registry CPU/req', unit: 'ms', better: 'lower', target: null, cpu: true, chart: false },
     ],
-    async run(reg) {
-      const r = await abHead(`${reg.url}/v2/bench/hot/blobs/${c.hotLayers[0].digest}`, { concurrency: 64, seconds: sz.seconds });
+    auth: (client) => runToken(client, 'bench/hot'),
+    async run(reg, client) {
+      const { authorization } = await runToken(client, 'bench/hot');
+      const r = await abHead(`${reg.url}/v2/bench/hot/blobs/${c.hotLayers[0].digest}`, { concurrency: 64, seconds: sz.seconds, authorization });
       if (r.errors) throw new Error(`ab: ${r.errors} errors ${JSON.stringify(r.errorDetail)}`);
       return { rps: r.rps, p99Ms: r.p99Ms, requests: r.requests };
     },
   });
 
-  const listing = (id, title, label, path, key, repeats, target, expectItems) => ({
+  const listing = (id, title, label, path, key, repeats, target, expectItems, repo) => ({
     id,
     title,
+    auth: (client) => client.authHeaders(repo, { validForS: 120 }),
     metrics: [
       { key: 'ms', label, unit: 'ms', better: 'lower', target },
       { key: 'items', label: 'items', note: true },
@@ -171,13 +202,15 @@ export function workloads(sz, c) {
         times.push(performance.now() - t);
       }
       if (last.unique < Math.min(expectItems, last.items)) throw new Error(`${id}: duplicate items (${last.items} returned, ${last.unique} unique)`);
+      // A short list is a wrong answer (e.g. a catalog filtered to what an anonymous caller may see).
+      if (last.items < expectItems) throw new Error(`${id}: ${last.items} items returned, ${expectItems} expected`);
       return { ms: median(times), items: last.items, pages: last.pages };
     },
   });
   list.push(listing('tags-full', `full tag list (${sz.tags} tags)`, `tag list, full (${sz.tags} tags)`,
-    '/v2/bench/tags/tags/list', 'tags', sz.listRepeats, ratioTargets.tagsFull, sz.tags));
+    '/v2/bench/tags/tags/list', 'tags', sz.listRepeats, ratioTargets.tagsFull, sz.tags, 'bench/tags'));
   list.push(listing('tags-page', 'first tag page, n=100', 'tag list, first page n=100',
-    '/v2/bench/tags/tags/list?n=100', 'tags', sz.pageRepeats, null, 100));
+    '/v2/bench/tags/tags/list?n=100', 'tags', sz.pageRepeats, null, 100, 'bench/tags'));
   // One GET of the first page only: walk() would follow Link; use maxPages=1 via a dedicated run.
   list.at(-1).run = async (reg, client) => {
     const times = [];
@@ -191,16 +224,17 @@ export function workloads(sz, c) {
     return { ms: median(times), items, pages: 1 };
   };
   list.push(listing('catalog-walk', `full _catalog walk (${sz.repos} repos, n=${sz.catalogPage})`, `catalog walk (${sz.repos}+ repos)`,
-    `/v2/_catalog?n=${sz.catalogPage}`, 'repositories', sz.listRepeats, ratioTargets.catalog, sz.repos));
+    `/v2/_catalog?n=${sz.catalogPage}`, 'repositories', sz.listRepeats, ratioTargets.catalog, sz.repos, 'catalog'));
 
   list.push({
     id: 'blob-get-big',
     title: `blob GET, one ${human(sz.bigBlob)} blob`,
     metrics: [{ key: 'mbps', label: `blob GET ${human(sz.bigBlob)}`, unit: 'MB/s', better: 'higher', target: ratioTargets.get }],
     pauseMs: 500,
-    async warmup(reg) { await download(`${reg.url}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size }); },
-    async run(reg) {
-      const r = await download(`${reg.url}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size });
+    auth: transferToken,
+    async warmup(reg, client) { await download(`${reg.url}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size, headers: await transferToken(client) }); },
+    async run(reg, client) {
+      const r = await download(`${reg.url}/v2/bench/blobs/blobs/${c.big.digest}`, { expectBytes: c.big.size, headers: await transferToken(client) });
       return { mbps: r.bytes / 1e6 / (r.ms / 1000) };
     },
   });
@@ -209,9 +243,10 @@ export function workloads(sz, c) {
     title: `blob GET, ${sz.parallel} parallel × ${human(sz.mediumBlob)}`,
     metrics: [{ key: 'mbps', label: `blob GET ${sz.parallel}×${human(sz.mediumBlob)}`, unit: 'MB/s', better: 'higher', target: ratioTargets.get }],
     pauseMs: 500,
-    async warmup(reg) { await download(`${reg.url}/v2/bench/blobs/blobs/${c.medium.digest}`, { expectBytes: c.medium.size }); },
-    async run(reg) {
-      const r = await parallelDownloads(`${reg.url}/v2/bench/blobs/blobs/${c.medium.digest}`, sz.parallel, { expectBytes: c.medium.size });
+    auth: transferToken,
+    async warmup(reg, client) { await download(`${reg.url}/v2/bench/blobs/blobs/${c.medium.digest}`, { expectBytes: c.medium.size, headers: await transferToken(client) }); },
+    async run(reg, client) {
+      const r = await parallelDownloads(`${reg.url}/v2/bench/blobs/blobs/${c.medium.digest}`, sz.parallel, { expectBytes: c.medium.size, headers: await transferToken(client) });
       return { mbps: r.mbps };
     },
   });
@@ -224,6 +259,7 @@ export function workloads(sz, c) {
       { key: 'cpuSec', label: `push monolithic ${human(sz.pushMono)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 1000,
     bytes: sz.pushMono,
+    auth: (client) => client.authHeaders('bench/push', { validForS: 120, push: true }),
     async prepareRound() { const b = repeatingBlob(sz.pushMono); await b.computeDigest(); return b; },
     async run(reg, client, blob) {
       const ms = await client.pushBlob('bench/push', blob);
@@ -238,6 +274,7 @@ export function workloads(sz, c) {
       { key: 'cpuSec', label: `push chunked ${human(sz.pushChunked)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 1000,
     bytes: sz.pushChunked,
+    auth: (client) => client.authHeaders('bench/push', { validForS: 120, push: true }),
     async prepareRound() { const b = repeatingBlob(sz.pushChunked); await b.computeDigest(); return b; },
     async run(reg, client, blob) {
       const ms = await client.pushBlobChunked('bench/push', blob, sz.chunk);
@@ -252,11 +289,14 @@ export function workloads(sz, c) {
     metrics: [{ key: 'ips', label: `${sz.smallImages} small images, c=${sz.imageConcurrency}`, unit: 'images/s', better: 'higher', target: ratioTargets.images },
       { key: 'cpuMsPerImage', label: 'small images: registry CPU/image', unit: 'ms', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 500,
+    async auth(client) {
+      for (let i = 0; i < SMALL_REPOS; i++) await client.authHeaders(`small/app-${i}`, { validForS: 120, push: true });
+    },
     async prepareRound(round) {
       return Array.from({ length: sz.smallImages }, (_, i) => {
         const layers = [0, 1, 2].map(() => smallBlob(randomBytes(1024 + Math.floor(Math.random() * 7168))));
         const cfg = smallBlob(imageConfig(`small-${round}-${i}`));
-        return { repo: `small/app-${i % 25}`, tag: `r${round}-${i}`, cfg, layers, manifest: imageManifest(cfg, layers) };
+        return { repo: `small/app-${i % SMALL_REPOS}`, tag: `r${round}-${i}`, cfg, layers, manifest: imageManifest(cfg, layers) };
       });
     },
     async run(reg, client, images) {
