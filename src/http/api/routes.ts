@@ -7,6 +7,7 @@ import type { Control } from '../../control/control.js';
 import { auditFilterInput } from '../../control/audit-service.js';
 import { lifecycleInput, rollbackInput, tagRuleInput } from '../../control/tag-history.js';
 import { garbagePreviewInput } from '../../control/garbage.js';
+import { quotaInput } from '../../control/quotas.js';
 import { ControlError } from '../../control/errors.js';
 import { requireAccess, systemAccess } from '../../control/guard.js';
 import {
@@ -310,6 +311,40 @@ export const apiRoutes: ApiRoute[] = [
     summary: 'Remove an immutable tag rule; owners',
     response: 'no content',
     handle: ({ control, actor, params }) => control.tagHistory.deleteRule(actor, params.name!, params.id!),
+  },
+
+  {
+    method: 'GET',
+    path: '/projects/{name}/quota',
+    tag: 'projects',
+    summary: "A project's quota (bytes, repositories; null: no limit) and usage (unique blobs, counted once however many repositories hold them)",
+    response: '{ project, quota: { bytes, repositories }, usage: { bytes, blobs, repositories } }',
+    handle: ({ control, actor, params }) => control.quotas.show(actor, params.name!),
+  },
+  {
+    method: 'PUT',
+    path: '/projects/{name}/quota',
+    tag: 'projects',
+    summary: 'Set the quota ({ bytes: "10GiB" | number | null, repositories: number | null }; omitted: no limit); owners; pushes beyond it get 403 DENIED',
+    body: quotaInput,
+    response: '{ project, quota, usage }',
+    handle: ({ control, actor, params, body }) => control.quotas.set(actor, params.name!, body),
+  },
+  {
+    method: 'GET',
+    path: '/projects/{name}/usage',
+    tag: 'projects',
+    summary: "A project's usage with its quota (same as GET .../quota)",
+    response: '{ project, quota, usage }',
+    handle: ({ control, actor, params }) => control.quotas.show(actor, params.name!),
+  },
+  {
+    method: 'GET',
+    path: '/usage',
+    tag: 'projects',
+    summary: 'Usage and quota of every project (admins)',
+    response: '{ items: { project, quota, usage }[] }',
+    handle: ({ control, actor }) => control.quotas.all(actor),
   },
 
   // ---------------------------------------------------------------------------------------------
