@@ -7,6 +7,7 @@ import { AuditLog } from '../control/audit.js';
 import { createControl, type Control } from '../control/control.js';
 import { ControlError } from '../control/errors.js';
 import { openMetadataStore } from '../metadata/index.js';
+import { nodeName } from '../events/context.js';
 
 type Json = Record<string, unknown>;
 

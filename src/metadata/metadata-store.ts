@@ -1,4 +1,5 @@
 import type { ControlStore } from './control-store.js';
+import type { EventQueries, WebhookQueries, WriteContext, WriteOptions } from './events-store.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from './housekeeping-store.js';
 
 /**
@@ -22,6 +23,9 @@ export interface MetadataStore {
   readonly pulls: PullStatsQueries;
   /** Retention policies and what a retention run reads. */
   readonly retention: RetentionQueries;
+  /** The transactional outbox of events and their webhook deliveries (events-store.ts). */
+  readonly events: EventQueries;
+  readonly webhooks: WebhookQueries;
   /** Checks that the database answers (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -88,13 +92,13 @@ export interface ManifestQueries {
    * MissingReferenceError when a referenced blob or child manifest is absent from the
    * repository. Storing a manifest that already exists only (re)tags it.
    */
-  put(repository: string, manifest: NewManifest, tag?: string, options?: TagGuard): Promise<void>;
+  put(repository: string, manifest: NewManifest, tag?: string, options?: WriteOptions): Promise<void>;
   /**
    * Removes a manifest from a repository with the tags that point at it (recorded as moves to
    * nothing). Throws ManifestInUseError when an index of the repository references it.
    * Resolves to false when it did not exist.
    */
-  delete(repository: string, digest: string, options?: TagGuard): Promise<boolean>;
+  delete(repository: string, digest: string, options?: WriteOptions): Promise<boolean>;
   /** Manifests of the repository whose `subject` is `digest`, optionally by artifact type. */
   referrers(repository: string, digest: string, artifactType?: string): Promise<ReferrerRecord[]>;
 }
@@ -127,6 +131,8 @@ export interface TagHistoryEntry {
   previousDigest: string | null;
   digest: string | null;
   at: Date;
+  /** Who moved the tag and on which node; null for moves recorded before 0007_events. */
+  by: WriteContext | null;
 }
 
 export interface TagQueries {
@@ -134,7 +140,7 @@ export interface TagQueries {
   list(repository: string, page: PageRequest): Promise<string[]>;
   get(repository: string, tag: string): Promise<TagRecord | null>;
   /** Removes a tag (recorded as a move to nothing). Resolves to false when it did not exist. */
-  delete(repository: string, tag: string): Promise<boolean>;
+  delete(repository: string, tag: string, options?: WriteOptions): Promise<boolean>;
   /** Moves of a tag, newest first. */
   history(repository: string, tag: string): Promise<TagHistoryEntry[]>;
 }

@@ -1,5 +1,6 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { ControlDatabase } from './control-schema.js';
+import type { EventsDatabase } from './events-schema.js';
 import type { HousekeepingDatabase } from './housekeeping-schema.js';
 
 /** The SQL dialects the metadata store runs on. Migrations pick column types by it. */
@@ -78,6 +79,11 @@ export interface TagHistoryTable {
   previous_digest: string | null;
   digest: string | null;
   at: Int64;
+  /** Who moved the tag and on which node (0007; null before). */
+  actor?: string | null;
+  actor_kind?: string | null;
+  address?: string | null;
+  node?: string | null;
 }
 
 export interface UploadTable {
@@ -111,7 +117,7 @@ export interface TagRuleTable {
 }
 
 /** Registry tables, plus identity and access control (control-schema.ts). */
-export interface Database extends ControlDatabase, HousekeepingDatabase {
+export interface Database extends ControlDatabase, EventsDatabase, HousekeepingDatabase {
   project_lifecycle: ProjectLifecycleTable;
   tag_rules: TagRuleTable;
   repositories: RepositoryTable;
