@@ -56,6 +56,11 @@ export interface BlobQueries {
   /** Records a committed blob (if new) and links it into `repository` (creating the repository). */
   link(repository: string, blob: BlobRecord): Promise<void>;
   /**
+   * Records a stored blob (if new) without linking it anywhere: bytes that an abandoned upload
+   * left at their content address, which garbage collection then removes past its grace period.
+   */
+  record(blob: BlobRecord): Promise<void>;
+  /**
    * Unlinks a blob from a repository. Throws BlobInUseError when a manifest of the repository
    * references it. Resolves to false when it was not linked.
    */
@@ -193,6 +198,11 @@ export interface UploadRecord {
   size: number;
   startedAt: Date;
   updatedAt: Date;
+  /**
+   * The blob that holds the acknowledged bytes when they arrived in one request and were stored
+   * whole at their content address (no staging data); null when they are staged.
+   */
+  blobDigest: string | null;
 }
 
 /** The right to write to an upload session, from beginAppend until endAppend or completion. */
@@ -215,9 +225,10 @@ export interface UploadQueries {
   renewAppend(lease: AppendLease, ttlMs: number): Promise<boolean>;
   /**
    * Releases a lease; with `size`, records it as the new acknowledged size (the session is then
-   * fresh again). False when the lease was lost, in which case nothing changes.
+   * fresh again), and `blobDigest` as the blob that holds those bytes (null: they are staged).
+   * False when the lease was lost, in which case nothing changes.
    */
-  endAppend(lease: AppendLease, size?: number): Promise<boolean>;
+  endAppend(lease: AppendLease, size?: number, blobDigest?: string | null): Promise<boolean>;
   /**
    * Releases every write lease. Only for a node that knows no other writer is alive: an
    * embedded (single-node) deployment at start-up, whose earlier process may have died holding

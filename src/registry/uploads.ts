@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { createDigester, requireDigest, type ParsedDigest } from './digest.js';
 import { RegistryError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { readWholeBody } from './whole-body.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { InvalidOffsetError, UploadNotFoundError } from '../storage/blob-store.js';
 import { UploadSessionNotFoundError, type AppendLease, type MetadataStore, type UploadRecord } from '../metadata/metadata-store.js';
@@ -39,6 +40,14 @@ export interface AppendOptions {
  * The digest is computed while the bytes stream in. The hash state lives in this process only;
  * when a session continues without it (after a restart, or on another node) the stored bytes
  * are read back and hashed once at completion.
+ *
+ * Whole blobs: on a store with `putBlob` (S3), a blob whose bytes all arrive in one request (a
+ * monolithic POST, a PUT with the body, or one streamed PATCH without Content-Range) and fit in
+ * `wholeBlobLimit` is read into memory, hashed and written once, at its content address: one
+ * object store request instead of staging, assembling and deleting. A PATCH does not know the
+ * digest the client will claim, so it stores the bytes under the digest they actually have
+ * (correct by construction) and records it in the session; the PUT, on any node, then only
+ * compares digests. Staging data is created only when a session needs it (lazily).
  */
 export class UploadService {
   private readonly hashes = new Map<string, HashState>();
@@ -51,7 +60,7 @@ export class UploadService {
 
   async start(repository: string): Promise<UploadStatus> {
     const id = randomUUID();
-    await this.blobStore.createUpload(id);
+    if (!this.blobStore.putBlob) await this.blobStore.createUpload(id); // else when first needed
     await this.metadata.uploads.create({ id, repository });
     this.hashes.set(id, { hash: createDigester('sha256'), offset: 0 });
     return { id, repository, size: 0 };
@@ -67,7 +76,13 @@ export class UploadService {
     return this.locks.run(id, async () => {
       const upload = await this.find(repository, id);
       const size = await this.withLease(upload, body, async (lease) => {
-        const written = await this.write(upload, body, options);
+        const whole = options.start === undefined ? await this.appendWhole(upload, body, options) : { stream: body };
+        if ('size' in whole) {
+          if (!(await this.metadata.uploads.endAppend(lease, whole.size, whole.blobDigest))) throw leaseLost(id);
+          return whole.size;
+        }
+        await this.stage(upload);
+        const written = await this.write(upload, whole.stream, options);
         if (!(await this.metadata.uploads.endAppend(lease, written))) throw leaseLost(id);
         return written;
       });
@@ -88,7 +103,14 @@ export class UploadService {
     return this.locks.run(id, async () => {
       const upload = await this.find(repository, id);
       return this.withLease(upload, body, async (lease) => {
-        const size = body ? await this.write(upload, body, options) : upload.size;
+        const whole = await this.completeWhole(upload, digest, body, options, lease);
+        if ('blob' in whole) {
+          await this.metadata.uploads.complete(id, whole.blob, lease);
+          this.hashes.delete(id);
+          return whole.blob;
+        }
+        if (whole.stream || upload.blobDigest) await this.stage(upload);
+        const size = whole.stream ? await this.write(upload, whole.stream, options) : upload.size;
         try {
           await this.verify(id, digest, size);
         } catch (error) {
@@ -111,16 +133,29 @@ export class UploadService {
   /** A whole blob in one request (POST with ?digest=): never a visible session. */
   async putMonolithic(repository: string, digestParam: string, body: Readable, length?: number): Promise<{ digest: string; size: number }> {
     const digest = requireDigest(digestParam);
+    const digestString = `${digest.algorithm}:${digest.hex}`;
+    let source: Readable = body;
+    if (this.blobStore.putBlob) {
+      const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
+      if ('whole' in read) {
+        if (length !== undefined && read.whole.length !== length) throw sizeMismatch(length, read.whole.length);
+        const actual = createDigester(digest.algorithm).update(read.whole).digest('hex');
+        if (actual !== digest.hex) throw digestMismatch(digest, actual);
+        await this.blobStore.putBlob(digestString, read.whole);
+        await this.metadata.blobs.link(repository, { digest: digestString, size: read.whole.length });
+        return { digest: digestString, size: read.whole.length };
+      }
+      source = read.stream;
+    }
     const id = randomUUID();
     await this.blobStore.createUpload(id);
     let committed = false;
     try {
       const hash = createDigester(digest.algorithm);
-      const size = await this.blobStore.appendUpload(id, hashing(body, hash), 0);
+      const size = await this.blobStore.appendUpload(id, hashing(source, hash), 0);
       if (length !== undefined && size !== length) throw sizeMismatch(length, size);
       const actual = hash.digest('hex');
       if (actual !== digest.hex) throw digestMismatch(digest, actual);
-      const digestString = `${digest.algorithm}:${digest.hex}`;
       await this.blobStore.commitUpload(id, digestString, size);
       committed = true; // the commit removed the staging data (on S3, an abort costs a request)
       await this.metadata.blobs.link(repository, { digest: digestString, size });
@@ -132,7 +167,8 @@ export class UploadService {
 
   async cancel(repository: string, id: string): Promise<void> {
     await this.locks.run(id, async () => {
-      await this.find(repository, id);
+      const upload = await this.find(repository, id);
+      await this.releaseWhole(upload);
       await this.metadata.uploads.delete(id);
       await this.blobStore.abortUpload(id);
       this.hashes.delete(id);
@@ -147,6 +183,7 @@ export class UploadService {
       if (stale.length === 0) break;
       for (const upload of stale) {
         await this.locks.run(upload.id, async () => {
+          await this.releaseWhole(upload);
           await this.metadata.uploads.delete(upload.id);
           await this.blobStore.abortUpload(upload.id);
           this.hashes.delete(upload.id);
@@ -204,13 +241,105 @@ export class UploadService {
     }
   }
 
+  /**
+   * A streamed PATCH into a session that holds nothing yet (see the class comment): when the body
+   * fits in `wholeBlobLimit`, stores it as the blob it is and resolves to the new size and that
+   * blob; otherwise resolves to the whole body as a stream, for staging.
+   */
+  private async appendWhole(
+    upload: UploadRecord,
+    body: Readable,
+    options: AppendOptions,
+  ): Promise<{ size: number; blobDigest: string | null } | { stream: Readable }> {
+    if (!this.blobStore.putBlob || upload.size !== 0) return { stream: body };
+    const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
+    if ('stream' in read) return read;
+    if (options.length !== undefined && read.whole.length !== options.length) throw sizeMismatch(options.length, read.whole.length);
+    if (read.whole.length === 0) return { size: 0, blobDigest: null };
+    const hash = createDigester('sha256').update(read.whole);
+    const blobDigest = `sha256:${hash.copy().digest('hex')}`;
+    await this.putWhole(upload.id, blobDigest, read.whole);
+    this.hashes.set(upload.id, { hash, offset: read.whole.length });
+    return { size: read.whole.length, blobDigest };
+  }
+
+  /**
+   * The completing PUT of a session that holds nothing staged: either its bytes are a whole blob
+   * already (compare digests), or they all come with this PUT and fit in memory (verify, then
+   * one write). Resolves to the blob, or to what must go the staged way: the body as a stream
+   * (or null when the PUT has no body).
+   */
+  private async completeWhole(
+    upload: UploadRecord,
+    digest: ParsedDigest,
+    body: Readable | null,
+    options: AppendOptions,
+    lease: AppendLease,
+  ): Promise<{ blob: { digest: string; size: number } } | { stream: Readable | null }> {
+    const digestString = `${digest.algorithm}:${digest.hex}`;
+    if (!this.blobStore.putBlob) return { stream: body };
+    if (upload.blobDigest) {
+      // More bytes, or a digest of another algorithm: staged (the blob is copied in first).
+      if (body || digest.algorithm !== 'sha256') return { stream: body };
+      if (upload.blobDigest !== digestString) throw digestMismatch(digest, upload.blobDigest.slice('sha256:'.length));
+      return { blob: { digest: digestString, size: upload.size } };
+    }
+    if (upload.size !== 0 || (options.start !== undefined && options.start !== 0)) return { stream: body };
+    const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
+    if ('stream' in read) return read;
+    if (options.length !== undefined && read.whole.length !== options.length) throw sizeMismatch(options.length, read.whole.length);
+    const actual = createDigester(digest.algorithm).update(read.whole).digest('hex');
+    if (actual !== digest.hex) {
+      // Keep the bytes (under their real digest), so that the client may retry the PUT.
+      if (read.whole.length > 0 && digest.algorithm === 'sha256') {
+        await this.putWhole(upload.id, `sha256:${actual}`, read.whole);
+        await this.metadata.uploads.endAppend(lease, read.whole.length, `sha256:${actual}`);
+      }
+      throw digestMismatch(digest, actual);
+    }
+    await this.putWhole(upload.id, digestString, read.whole);
+    return { blob: { digest: digestString, size: read.whole.length } };
+  }
+
+  private async putWhole(id: string, digest: string, bytes: Buffer): Promise<void> {
+    try {
+      await this.blobStore.putBlob!(digest, bytes);
+    } catch (error) {
+      throw uploadDataError(error, id);
+    }
+  }
+
+  /**
+   * Makes sure the session has staging data holding its acknowledged bytes, before a staged
+   * append: created now when it was left for later, or filled with the whole blob that held the
+   * bytes so far (which is then left to garbage collection).
+   */
+  private async stage(upload: UploadRecord): Promise<void> {
+    if (!this.blobStore.putBlob || (upload.size !== 0 && !upload.blobDigest)) return;
+    try {
+      await this.blobStore.createUpload(upload.id);
+      if (upload.blobDigest) {
+        await this.blobStore.appendUpload(upload.id, await this.blobStore.open(upload.blobDigest), 0);
+        await this.metadata.blobs.record({ digest: upload.blobDigest, size: upload.size });
+      }
+    } catch (error) {
+      throw uploadDataError(error, upload.id);
+    }
+  }
+
+  /** A session ends unfinished: the whole blob that held its bytes is left to garbage collection. */
+  private async releaseWhole(upload: UploadRecord): Promise<void> {
+    if (upload.blobDigest) await this.metadata.blobs.record({ digest: upload.blobDigest, size: upload.size });
+  }
+
   /** Streams a chunk into the upload at its acknowledged size; resolves to the new size. */
   private async write(upload: UploadRecord, body: Readable, options: AppendOptions): Promise<number> {
     if (options.start !== undefined && options.start !== upload.size) {
       body.resume();
       throw offsetMismatch(upload, options.start);
     }
-    const state = this.hashes.get(upload.id);
+    // A session that holds nothing yet can start hashing on any node.
+    const state = this.hashes.get(upload.id) ?? (upload.size === 0 ? { hash: createDigester('sha256'), offset: 0 } : undefined);
     // The hash state counts only if it has seen exactly the acknowledged bytes, and only again
     // once this append has fully succeeded.
     const hashable = state && state.offset === upload.size ? state : undefined;

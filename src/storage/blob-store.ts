@@ -44,6 +44,16 @@ export interface BlobStore {
   abortStaleWrites?(before: Date): Promise<number>;
 
   /**
+   * Optional, for stores where every write is a billed round trip (S3): stores a whole blob of
+   * at most `wholeBlobLimit` bytes, already verified by the caller, at its content address in
+   * one atomic write (overwriting identical bytes is harmless). Uploads whose bytes arrive in one
+   * request then cost one write instead of staging, assembling and cleaning up.
+   */
+  putBlob?(digest: string, data: Buffer): Promise<void>;
+  /** Largest blob `putBlob` takes (the bytes are held in memory meanwhile). */
+  readonly wholeBlobLimit?: number;
+
+  /**
    * Optional: a URL from which a client may fetch the blob directly (e.g. pre-signed S3), or
    * null when redirects are off. Lets blob GETs bypass this node.
    */

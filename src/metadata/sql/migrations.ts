@@ -10,6 +10,7 @@ import {
 } from 'kysely';
 import { identityMigration } from './identity-migration.js';
 import { lifecycleMigration, tagRulesMigration } from './lifecycle-migration.js';
+import { uploadBlobMigration } from './upload-blob-migration.js';
 import { eventsMigration } from './events-migration.js';
 import { housekeepingMigration } from './housekeeping-migration.js';
 import type { SqlDialect } from './schema.js';
@@ -207,6 +208,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
     '0002_identity': identityMigration(t),
     '0003_lifecycle': lifecycleMigration(t),
     '0004_tag_rules': tagRulesMigration(t),
+    '0008_upload_blob': uploadBlobMigration(),
     '0006_quotas_retention': housekeepingMigration(t),
     '0007_events': eventsMigration(t),
   };

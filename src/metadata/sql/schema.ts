@@ -97,6 +97,8 @@ export interface UploadTable {
   append_generation: ColumnType<number | string, number | undefined, number>;
   /** When the current writer's lease ends; null when nobody writes. */
   append_expires_at: ColumnType<number | string | null, number | null | undefined, number | null>;
+  /** The blob that holds the acknowledged bytes, when they were stored whole (0008); else null. */
+  blob_digest: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** Per-project lifecycle settings (0003); null: the default. */

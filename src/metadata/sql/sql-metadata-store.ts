@@ -214,6 +214,14 @@ class SqlBlobs implements BlobQueries {
     await transaction(this.db, (trx) => linkBlob(trx, repository, blob, this.now()));
   }
 
+  async record(blob: BlobRecord): Promise<void> {
+    await this.db
+      .insertInto('blobs')
+      .values({ digest: blob.digest, size: blob.size, created_at: this.now() })
+      .onConflict((oc) => oc.column('digest').doNothing())
+      .execute();
+  }
+
   async unlink(repository: string, digest: string): Promise<boolean> {
     return transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
@@ -526,7 +534,7 @@ class SqlUploads implements UploadQueries {
     const at = this.now();
     const row = { id: upload.id, repository: upload.repository, size: 0, started_at: at, updated_at: at };
     await this.db.insertInto('uploads').values(row).execute();
-    return toUploadRecord({ ...row, append_generation: 0, append_expires_at: null });
+    return toUploadRecord({ ...row, append_generation: 0, append_expires_at: null, blob_digest: null });
   }
 
   async get(id: string): Promise<UploadRecord | null> {
@@ -555,8 +563,9 @@ class SqlUploads implements UploadQueries {
     return result.numUpdatedRows > 0n;
   }
 
-  async endAppend(lease: AppendLease, size?: number): Promise<boolean> {
-    const changes = size === undefined ? { append_expires_at: null } : { append_expires_at: null, size, updated_at: this.now() };
+  async endAppend(lease: AppendLease, size?: number, blobDigest: string | null = null): Promise<boolean> {
+    const changes =
+      size === undefined ? { append_expires_at: null } : { append_expires_at: null, size, blob_digest: blobDigest, updated_at: this.now() };
     const result = await heldLease(this.db.updateTable('uploads').set(changes), lease).executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
@@ -759,6 +768,7 @@ function toUploadRecord(row: Selectable<UploadTable>): UploadRecord {
     size: Number(row.size),
     startedAt: new Date(Number(row.started_at)),
     updatedAt: new Date(Number(row.updated_at)),
+    blobDigest: row.blob_digest ?? null,
   };
 }
 

@@ -248,6 +248,15 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
+  get wholeBlobLimit(): number {
+    return this.partSize;
+  }
+
+  async putBlob(digest: string, data: Buffer): Promise<void> {
+    if (data.length > this.partSize) throw new Error(`S3 blob store: putBlob takes at most ${this.partSize} bytes, got ${data.length}`);
+    await this.putObject(this.blobKey(digest), data);
+  }
+
   async createUpload(id: string): Promise<void> {
     await this.putObject(this.segmentKey(id, 0), Buffer.alloc(0));
   }
