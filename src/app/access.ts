@@ -33,6 +33,7 @@ export async function createAccess(config: ResolvedConfig, metadata: MetadataSto
   const audit = new AuditLog(metadata.control.audit, logger);
   const auth = createAuthService(config, metadata, audit, logger);
   const control = createControl(metadata, auth, audit, blobs, nodeName(config.node.name));
+  control.pulls.logTo(logger);
   const open = config.auth.mode === 'none';
   let guard: RegistryGuard = openGuard;
   if (open) {
@@ -54,6 +55,7 @@ export async function createAccess(config: ResolvedConfig, metadata: MetadataSto
     async close() {
       auth.stop();
       await audit.flush();
+      await control.pulls.flush();
     },
   };
 }

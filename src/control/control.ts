@@ -11,6 +11,7 @@ import { TagHistoryService, type BlobReader } from './tag-history.js';
 import { GarbageService } from './garbage.js';
 import { nodeName } from '../events/context.js';
 import { QuotaService } from './quotas.js';
+import { PullRecorder } from './pull-stats.js';
 
 /** The management domain: what the API and the CLI call, every method authorizing its actor. */
 export interface Control {
@@ -25,6 +26,8 @@ export interface Control {
   tagHistory: TagHistoryService;
   garbage: GarbageService;
   quotas: QuotaService;
+  /** Pull statistics, counted in memory and written in batches. */
+  pulls: PullRecorder;
 }
 
 /**
@@ -45,5 +48,6 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     tagHistory: new TagHistoryService(metadata, auth, audit, blobs, { node }),
     garbage: new GarbageService(metadata, auth),
     quotas: new QuotaService(metadata, auth, audit),
+    pulls: new PullRecorder(metadata.pulls),
   };
 }

@@ -429,11 +429,12 @@ export const apiRoutes: ApiRoute[] = [
     method: 'GET',
     path: '/repositories/{repository}/-/tags',
     tag: 'repositories',
-    summary: 'Tags with digest, media type, size and push time',
+    summary: 'Tags with digest, media type, size, push time and pull statistics (pulls and last pull through the tag; of its manifest by any reference)',
     query: z.object(pageQuery).strict(),
-    response: '{ items: Tag[], total, page, page_size }',
+    response: '{ items: { name, digest, mediaType, size, pushedAt, pulls, lastPulledAt, manifestPulls, manifestLastPulledAt }[], total, page, page_size }',
     async handle({ control, actor, params, query }) {
-      return paged(query, await control.repositories.tags(actor, params.repository!, page(query)));
+      const tags = await control.repositories.tags(actor, params.repository!, page(query));
+      return paged(query, { ...tags, items: await control.pulls.annotate(params.repository!, tags.items) });
     },
   },
   {

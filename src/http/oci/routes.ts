@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Access, RepositoryAction } from '../../auth/access.js';
 import type { Actor } from '../../auth/principal.js';
 import type { AuditLog } from '../../control/audit.js';
+import type { PullRecorder } from '../../control/pull-stats.js';
 import type { RegistryGuard } from '../auth/registry-guard.js';
 import { RegistryError } from '../../registry/errors.js';
 import { ImmutableTagDenied } from '../../registry/manifests.js';
@@ -65,6 +66,8 @@ export interface OciRoutesOptions {
   audit: AuditLog;
   /** Record manifest pulls in the audit log (one entry per manifest GET). */
   auditPulls: boolean;
+  /** Pull statistics (counted in memory, written in batches). */
+  pulls?: PullRecorder;
 }
 
 declare module 'fastify' {
@@ -108,7 +111,7 @@ export async function ociRoutes(app: FastifyInstance, options: OciRoutesOptions)
   });
 }
 
-async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry, guard, audit, auditPulls }: OciRoutesOptions) {
+async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry, guard, audit, auditPulls, pulls }: OciRoutesOptions) {
   const queryStart = request.url.indexOf('?');
   const path = request.url.slice(4, queryStart === -1 ? undefined : queryStart);
   const query = new URLSearchParams(queryStart === -1 ? '' : request.url.slice(queryStart + 1));
@@ -131,6 +134,10 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
       const param = match[2] ?? '';
       const result = await handler({ request, reply, registry, name, param, query, auth });
       const event = route.audit?.[request.method];
+      if (pulls && event === 'manifest.pull' && reply.statusCode === 200) {
+        const digest = reply.getHeader('docker-content-digest');
+        if (typeof digest === 'string') pulls.record(name, digest, param.includes(':') ? null : param);
+      }
       if (event && reply.statusCode < 300 && (auditPulls || event !== 'manifest.pull')) {
         const digest = reply.getHeader('docker-content-digest');
         const target = param.includes(':') ? `${name}@${param}` : `${name}:${param}`;

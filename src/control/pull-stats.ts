@@ -1,0 +1,97 @@
+import type { Logger } from 'pino';
+import type { PullIncrement, PullStatsQueries } from '../metadata/housekeeping-store.js';
+
+export interface PullRecorderOptions {
+  /** Counts are written at most this long after a pull (default 2 s), or when `batchSize` keys wait. */
+  flushMs?: number;
+  batchSize?: number;
+  now?: () => number;
+}
+
+/**
+ * Pull statistics off the hot path: a manifest GET only bumps a counter in this process's memory;
+ * the counters are added to the database in one transaction per batch (every `flushMs`). Each
+ * worker process and node keeps its own buffer, so the database sees a pull within `flushMs`; a
+ * crash loses at most that much counting (the audit log, when on, still has every pull).
+ */
+export class PullRecorder {
+  private buffer = new Map<string, PullIncrement>();
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private readonly flushMs: number;
+  private readonly batchSize: number;
+  private readonly now: () => number;
+  private logger: Pick<Logger, 'error'> | undefined;
+
+  constructor(
+    private readonly store: PullStatsQueries,
+    options: PullRecorderOptions = {},
+  ) {
+    this.flushMs = options.flushMs ?? 2000;
+    this.batchSize = options.batchSize ?? 1000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Where failed writes are reported (they never fail a request). */
+  logTo(logger: Pick<Logger, 'error'>): void {
+    this.logger = logger;
+  }
+
+  /** A manifest pull: by digest (`tag` null) or through a tag. */
+  record(repository: string, digest: string, tag: string | null): void {
+    const key = `${repository}\n${digest}\n${tag ?? ''}`;
+    const at = this.now();
+    const seen = this.buffer.get(key);
+    if (seen) {
+      seen.count += 1;
+      seen.lastAt = at;
+    } else this.buffer.set(key, { repository, digest, tag, count: 1, lastAt: at });
+    if (this.buffer.size >= this.batchSize) void this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => void this.flush(), this.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes what is buffered; resolves when every pull recorded before the call is stored. */
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const batch = [...this.buffer.values()];
+    this.buffer = new Map();
+    this.writing = this.writing.then(async () => {
+      if (batch.length === 0) return;
+      try {
+        await this.store.add(batch);
+      } catch (error) {
+        this.logger?.error({ err: error, entries: batch.length }, 'writing pull statistics failed');
+      }
+    });
+    return this.writing;
+  }
+
+  /**
+   * Adds pull counts to tags of a listing: through the tag (`pulls`, `lastPulledAt`) and of the
+   * manifest it names, by any reference (`manifestPulls`, `manifestLastPulledAt`). This
+   * process's buffer is written first; other processes' pulls show within their flush interval.
+   */
+  async annotate<T extends { name: string; digest: string }>(repository: string, tags: T[]): Promise<(T & PullFields)[]> {
+    await this.flush();
+    const byTag = await this.store.tags(repository, tags.map((t) => t.name));
+    const byDigest = await this.store.manifests(repository, [...new Set(tags.map((t) => t.digest))]);
+    return tags.map((t) => {
+      const tag = byTag.get(t.name);
+      const manifest = byDigest.get(t.digest);
+      return { ...t, pulls: tag?.pulls ?? 0, lastPulledAt: tag?.lastPulledAt ?? null, manifestPulls: manifest?.pulls ?? 0, manifestLastPulledAt: manifest?.lastPulledAt ?? null };
+    });
+  }
+}
+
+export interface PullFields {
+  pulls: number;
+  lastPulledAt: Date | null;
+  manifestPulls: number;
+  manifestLastPulledAt: Date | null;
+}
