@@ -19,7 +19,8 @@ export function parseChallenge(header) {
 /** The resource a registry path addresses: `repository:<name>` or `registry:catalog`; null for /v2/. */
 export function resourceOf(pathname) {
   if (pathname === '/v2/_catalog') return 'registry:catalog';
-  const m = /^\/v2\/(.+?)\/(?:manifests|blobs|tags|referrers)\//.exec(pathname);
+  // Anchored on the route's tail: a name may itself hold `tags` or `blobs` (bench/tags/tags/list).
+  const m = /^\/v2\/(.+)\/(?:manifests\/[^/]+|blobs\/uploads\/[^/]*|blobs\/[^/]+|tags\/list|referrers\/[^/]+)$/.exec(pathname);
   return m ? `repository:${m[1]}` : null;
 }
 
