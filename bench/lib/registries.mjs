@@ -2,7 +2,7 @@
 // filesystem storage, deletes enabled, no per-request logging, warn-level logs, and either no
 // auth (the default) or Docker token auth on both (`auth` option; BENCH_AUTH=token in run.mjs).
 //
-// Hooks for later variants (token auth, S3 + PostgreSQL), without implementing them here:
+// Hooks for variants (the S3 + PostgreSQL mode uses them; token auth has the `auth` options):
 //   BENCH_STOWAGE_ARGS      extra arguments appended to `stowage serve` (split on whitespace)
 //   BENCH_STOWAGE_ENV       extra environment for Stowage, "KEY=VALUE KEY2=VALUE2"
 //   BENCH_DISTRIBUTION_ENV  extra environment for Distribution, e.g. REGISTRY_STORAGE=s3 ...
