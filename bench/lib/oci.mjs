@@ -31,11 +31,13 @@ export function createClient(base, { maxSockets = 64, credentials = null } = {})
    * one and repeats the request once (bodies are regenerated from `source`). `scopes`: more
    * scopes for the token (a mount's source); `anonymous`: send no token and do not answer a 401.
    */
-  async function request(method, url, { scopes = [], anonymous = false, ...opts } = {}) {
+  async function request(method, url, { scopes: extra = [], anonymous = false, ...opts } = {}) {
     const u = abs(url);
     if (!auth || anonymous) return send(method, u, opts, null);
     const resource = resourceOf(u.pathname);
     if (WRITES.has(method)) auth.noteWrite(resource);
+    // A deletion asks for `delete` up front (as crane and regclient do) instead of being refused first.
+    const scopes = method === 'DELETE' && resource?.startsWith('repository:') ? [...extra, `${resource}:delete`] : extra;
     const r = await send(method, u, opts, auth.cached(resource, { extraScopes: scopes }));
     if (r.status !== 401) return r;
     const token = await auth.answer(r.headers['www-authenticate'], resource, scopes);
