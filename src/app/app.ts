@@ -8,6 +8,7 @@ import { openMetadataStore } from '../metadata/index.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { createRegistry, type Registry } from '../registry/registry.js';
 import { runsBackgroundJobs } from './cluster.js';
+import { enableGarbageCollection, scheduleGarbageCollection } from './gc.js';
 import { createAccess, readTls, type Access } from './access.js';
 import { probeDependencies } from './readiness.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -41,9 +42,12 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
   const metrics = new Metrics({
     uploadsInProgress: () => metadata.uploads.count(),
     storageUsedBytes: () => metadata.blobs.totalSize(),
+    gcTotals: () => metadata.gc.totals(),
     ...(blobStore.requestCounts ? { objectStoreRequests: () => blobStore.requestCounts!() } : {}),
   });
   const access = await createAccess(config, metadata, logger, blobStore);
+  enableGarbageCollection({ config, metadata, blobStore, uploads: registry.uploads, garbage: access.control.garbage, audit: access.control.audit, logger });
+  let stopGcSchedule = () => {};
   const tls = await readTls(config);
   const http = createHttpServer({
     registry,
@@ -94,6 +98,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
       const port = Number(config.listen.slice(separator + 1));
       await http.listen({ host, port });
       if (runsBackgroundJobs()) {
+        stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
         await purgeUploads();
         purgeTimer = setInterval(purgeUploads, config.uploads.purgeInterval);
         purgeTimer.unref();
@@ -107,6 +112,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     async close() {
       if (purgeTimer) clearInterval(purgeTimer);
       if (accessTimer) clearInterval(accessTimer);
+      stopGcSchedule();
       const deadline = setTimeout(() => {
         logger.warn({ timeoutMs: config.shutdownTimeout }, 'requests still in flight at the shutdown deadline; closing them');
         http.server.closeAllConnections();

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { accessSettings, auditSchema, authSchema, tlsSchema, trustedProxiesSchema } from './access-schema.js';
 import { backendSettings, metadataSchema, storageSchema } from './backends-schema.js';
+import { gcSchema, gcSettings } from './gc-schema.js';
 import { boolean, duration } from './primitives.js';
 import { eventSettings, eventsSchema, nodeSchema, webhooksSchema } from './events-schema.js';
 
@@ -42,6 +43,7 @@ export const configSchema = z
     tls: tlsSchema,
     trustedProxies: trustedProxiesSchema,
     audit: auditSchema,
+    gc: gcSchema,
     node: nodeSchema,
     events: eventsSchema,
     webhooks: webhooksSchema,
@@ -67,5 +69,6 @@ export const settings = [
   { key: 'metadata.path', env: 'STOWAGE_METADATA_PATH', flag: '--metadata-path <file>', help: 'SQLite database file (default <data-dir>/stowage.db)' },
   ...backendSettings,
   ...accessSettings,
+  ...gcSettings,
   ...eventSettings,
 ] as const;

@@ -1,4 +1,6 @@
 import client from 'prom-client';
+import type { GcTotals } from '../metadata/gc-store.js';
+import { gcMetrics } from './gc-metrics.js';
 
 /** Prometheus metrics of one server. Gauges that need the database are computed at scrape time. */
 export class Metrics {
@@ -32,6 +34,8 @@ export class Metrics {
     storageUsedBytes: () => Promise<number>;
     /** Requests sent to a remote blob store so far, by operation (S3). */
     objectStoreRequests?: () => Record<string, number>;
+    /** Garbage collection totals over every finished run (from the database: all nodes). */
+    gcTotals?: () => Promise<GcTotals>;
   }) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'stowage_' });
     new client.Gauge({
@@ -50,6 +54,7 @@ export class Metrics {
         this.set(await gauges.storageUsedBytes());
       },
     });
+    if (gauges.gcTotals) gcMetrics(this.registry, gauges.gcTotals);
     const objectStoreRequests = gauges.objectStoreRequests;
     if (objectStoreRequests) {
       const reported = new Map<string, number>();

@@ -1,4 +1,5 @@
 import type { ControlStore } from './control-store.js';
+import type { GcQueries } from './gc-store.js';
 import type { EventQueries, WebhookQueries, WriteContext, WriteOptions } from './events-store.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from './housekeeping-store.js';
 
@@ -17,6 +18,8 @@ export interface MetadataStore {
   readonly control: ControlStore;
   /** Per-project versions and lifecycle settings. */
   readonly lifecycle: LifecycleQueries;
+  /** Garbage collection: candidates, the mark and sweep steps, runs and the one-run lease. */
+  readonly gc: GcQueries;
   /** Project quotas and usage (housekeeping-store.ts). */
   readonly quotas: QuotaQueries;
   /** Pull counts per manifest and tag, written in batches. */
@@ -55,6 +58,12 @@ export interface BlobQueries {
   getInRepository(repository: string, digest: string): Promise<BlobRecord | null>;
   /** Records a committed blob (if new) and links it into `repository` (creating the repository). */
   link(repository: string, blob: BlobRecord): Promise<void>;
+  /**
+   * Links a blob the registry already holds into `repository` (a mount): only while its row is
+   * live (not marked by garbage collection) and `bytesPresent` confirms its bytes, checked while
+   * the row is locked. Resolves to null when it cannot be mounted (the client uploads instead).
+   */
+  mount(repository: string, digest: string, bytesPresent: () => Promise<boolean>): Promise<BlobRecord | null>;
   /**
    * Records a stored blob (if new) without linking it anywhere: bytes that an abandoned upload
    * left at their content address, which garbage collection then removes past its grace period.
@@ -240,6 +249,13 @@ export interface UploadQueries {
    * repository, in one transaction. With a lease, only while that lease is held.
    */
   complete(id: string, blob: BlobRecord, lease?: AppendLease): Promise<void>;
+  /**
+   * Before a completion stores a blob's bytes: pins the blob to the session (a new session row
+   * when there is no lease: a one-request upload) and records it live, clearing a garbage
+   * collection mark. While pinned, GC never marks it, so bytes the completion finds or writes
+   * stay until `complete` links them.
+   */
+  reserve(id: string, repository: string, blob: BlobRecord, lease?: AppendLease): Promise<void>;
   delete(id: string): Promise<boolean>;
   /** Sessions not written to since `before`. */
   listStale(before: Date, limit: number): Promise<UploadRecord[]>;

@@ -57,10 +57,10 @@ export class BlobService {
    */
   async mount(repository: string, digestParam: string, from: string | undefined): Promise<BlobRecord | null> {
     const digest = canonical(digestParam);
-    const blob = from === undefined ? await this.metadata.blobs.get(digest) : await this.metadata.blobs.getInRepository(from, digest);
-    if (!blob || !(await this.blobStore.stat(digest))) return null;
-    await this.metadata.blobs.link(repository, blob);
-    return blob;
+    if (from !== undefined && !(await this.metadata.blobs.getInRepository(from, digest))) return null;
+    // Only a live blob (not marked by garbage collection), its bytes checked under its row lock:
+    // a blob queued for deletion is reported absent, and the client uploads it.
+    return this.metadata.blobs.mount(repository, digest, async () => (await this.blobStore.stat(digest)) !== null);
   }
 }
 

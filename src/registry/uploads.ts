@@ -119,7 +119,7 @@ export class UploadService {
           throw uploadDataError(error, id);
         }
         try {
-          await this.blobStore.commitUpload(id, digestString, size);
+          await this.storePinned(id, repository, { digest: digestString, size }, lease, () => this.blobStore.commitUpload(id, digestString, size));
         } catch (error) {
           throw uploadDataError(error, id);
         }
@@ -156,9 +156,9 @@ export class UploadService {
       if (length !== undefined && size !== length) throw sizeMismatch(length, size);
       const actual = hash.digest('hex');
       if (actual !== digest.hex) throw digestMismatch(digest, actual);
-      await this.blobStore.commitUpload(id, digestString, size);
+      await this.storePinned(id, repository, { digest: digestString, size }, undefined, () => this.blobStore.commitUpload(id, digestString, size));
       committed = true; // the commit removed the staging data (on S3, an abort costs a request)
-      await this.metadata.blobs.link(repository, { digest: digestString, size });
+      await this.metadata.uploads.complete(id, { digest: digestString, size });
       return { digest: digestString, size };
     } finally {
       if (!committed) await this.blobStore.abortUpload(id).catch(() => undefined);
@@ -203,6 +203,24 @@ export class UploadService {
     // append cut short by a crash): invisible, but it holds storage until aborted.
     if (this.blobStore.abortStaleWrites) removed += await this.blobStore.abortStaleWrites(cutoff);
     return removed;
+  }
+
+  /**
+   * Stores a verified blob's bytes at its content address (`store`) under garbage collection's
+   * pin: first `reserve` pins the digest to the session (without a lease, to a session row of
+   * its own) and records the blob live, clearing a GC mark; GC then neither marks it nor deletes
+   * its bytes, so bytes that `store` finds already there (and skips) or writes stay until
+   * `uploads.complete` links them. Every write of bytes at a content address must go through here.
+   */
+  private async storePinned(id: string, repository: string, blob: { digest: string; size: number }, lease: AppendLease | undefined, store: () => Promise<void>): Promise<void> {
+    await this.metadata.uploads.reserve(id, repository, blob, lease);
+    try {
+      await store();
+    } catch (error) {
+      // A session row made only for the pin goes with the failure; a real session keeps its own.
+      if (!lease) await this.metadata.uploads.delete(id).catch(() => undefined);
+      throw error;
+    }
   }
 
   private async find(repository: string, id: string): Promise<UploadRecord> {

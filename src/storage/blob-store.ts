@@ -15,6 +15,8 @@ export interface BlobStore {
   open(digest: string, range?: ByteRange): Promise<Readable>;
   /** Removes a blob; removing an absent blob is not an error. */
   delete(digest: string): Promise<void>;
+  /** Optional: removes many blobs at once (S3: DeleteObjects batches, a few in flight). */
+  deleteMany?(digests: string[]): Promise<void>;
   /** Every stored blob (for garbage collection and consistency checks). */
   list(): AsyncIterable<{ digest: string; size: number }>;
 

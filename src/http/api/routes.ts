@@ -6,7 +6,7 @@ import { TooManyFailuresError } from '../../auth/throttle.js';
 import type { Control } from '../../control/control.js';
 import { auditFilterInput } from '../../control/audit-service.js';
 import { lifecycleInput, rollbackInput, tagRuleInput } from '../../control/tag-history.js';
-import { garbagePreviewInput } from '../../control/garbage.js';
+import { garbagePreviewInput, garbageRunInput, garbageRunsInput } from '../../control/garbage.js';
 import { quotaInput } from '../../control/quotas.js';
 import { ControlError } from '../../control/errors.js';
 import { requireAccess, systemAccess } from '../../control/guard.js';
@@ -494,10 +494,37 @@ export const apiRoutes: ApiRoute[] = [
     method: 'GET',
     path: '/gc/preview',
     tag: 'gc',
-    summary: 'Dry run of garbage collection (admins): blobs no manifest references, recorded and last linked before the grace period (?grace=24h)',
+    summary: 'Dry run of garbage collection (admins): blobs no manifest references, not pushed, mounted or linked within the grace period (?grace=24h&project=P)',
     query: garbagePreviewInput,
-    response: '{ graceMs, before, count, bytes, blobs: { digest, size, createdAt, repositories }[], truncated }',
+    response: '{ graceMs, project, before, count, bytes, blobs: { digest, size, seenAt, repositories }[], truncated }',
     handle: ({ control, actor, query }) => control.garbage.preview(actor, query),
+  },
+  {
+    method: 'POST',
+    path: '/gc',
+    tag: 'gc',
+    summary: 'Start a garbage collection run in the background (admins): { grace?: "24h", project?: "P" }; 409 while another run (on any node) holds the lease',
+    body: garbageRunInput,
+    status: 202,
+    response: 'the run: { id, status, phase, graceMs, project, actor, startedAt, updatedAt, finishedAt, blobsExamined, bytesExamined, blobsMarked, blobsFreed, bytesFreed, uploadsRemoved, error }',
+    handle: ({ control, actor, body }) => control.garbage.start(actor, body),
+  },
+  {
+    method: 'GET',
+    path: '/gc/runs',
+    tag: 'gc',
+    summary: 'Garbage collection runs, newest first (admins); ?before=<id> pages',
+    query: garbageRunsInput,
+    response: '{ items: run[] }',
+    handle: ({ control, actor, query }) => control.garbage.runs(actor, query),
+  },
+  {
+    method: 'GET',
+    path: '/gc/runs/{id}',
+    tag: 'gc',
+    summary: 'One garbage collection run with its phase and progress (admins)',
+    response: 'the run',
+    handle: ({ control, actor, params }) => control.garbage.run(actor, params.id!),
   },
 
   // ---------------------------------------------------------------------------------------------

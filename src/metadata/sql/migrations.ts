@@ -10,6 +10,7 @@ import {
 } from 'kysely';
 import { identityMigration } from './identity-migration.js';
 import { lifecycleMigration, tagRulesMigration } from './lifecycle-migration.js';
+import { gcMigration } from './gc-migration.js';
 import { uploadBlobMigration } from './upload-blob-migration.js';
 import { eventsMigration } from './events-migration.js';
 import { housekeepingMigration } from './housekeeping-migration.js';
@@ -208,6 +209,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
     '0002_identity': identityMigration(t),
     '0003_lifecycle': lifecycleMigration(t),
     '0004_tag_rules': tagRulesMigration(t),
+    '0005_gc': gcMigration(t),
     '0008_upload_blob': uploadBlobMigration(),
     '0006_quotas_retention': housekeepingMigration(t),
     '0007_events': eventsMigration(t),

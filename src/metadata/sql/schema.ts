@@ -30,6 +30,10 @@ export interface BlobTable {
   digest: string;
   size: Int64;
   created_at: Int64;
+  /** Last pushed, mounted or linked (0005): garbage collection's grace period counts from it. */
+  seen_at: ColumnType<number | string | null, number | null | undefined, number | null>;
+  /** Set by garbage collection when it unlinks the blob (0005): absent, bytes being deleted. */
+  deleting_since: ColumnType<number | string | null, number | null | undefined, number | null>;
 }
 
 export interface RepositoryBlobTable {
@@ -90,6 +94,8 @@ export interface UploadTable {
   id: string;
   /** Repository name (the repository row may not exist until the first blob is linked). */
   repository: string;
+  /** The blob a completion is storing (0005): garbage collection leaves it alone meanwhile. */
+  pin_digest?: ColumnType<string | null, string | null | undefined, string | null>;
   size: Int64;
   started_at: Int64;
   updated_at: Int64;

@@ -28,6 +28,8 @@ import type { Database, Id, UploadTable } from './schema.js';
 import type { ControlStore } from '../control-store.js';
 import { SqlControlStore } from './control/sql-control-store.js';
 import { SqlLifecycle } from './lifecycle.js';
+import { SqlGc } from './gc.js';
+import type { GcQueries } from '../gc-store.js';
 import { enforceQuotaOnLink, enforceQuotaOnManifest, SqlQuotas } from './quotas.js';
 import { SqlPullStats } from './pull-stats.js';
 import { SqlRetention } from './retention.js';
@@ -70,6 +72,7 @@ export class SqlMetadataStore implements MetadataStore {
   readonly uploads: UploadQueries;
   readonly control: ControlStore;
   readonly lifecycle: LifecycleQueries;
+  readonly gc: GcQueries;
   readonly events: EventQueries;
   readonly webhooks: WebhookQueries;
   readonly quotas: QuotaQueries;
@@ -88,6 +91,7 @@ export class SqlMetadataStore implements MetadataStore {
     this.uploads = new SqlUploads(db, now);
     this.control = new SqlControlStore(db, now);
     this.lifecycle = new SqlLifecycle(db, now);
+    this.gc = new SqlGc(db, now);
     this.events = new SqlEvents(db, now, (work) => transaction(db, work));
     this.webhooks = new SqlWebhooks(db, now);
     this.quotas = new SqlQuotas(db, now);
@@ -199,6 +203,7 @@ class SqlBlobs implements BlobQueries {
       .selectFrom('blobs')
       .select(['digest', 'size'])
       .where('digest', '=', digest)
+      .where('deleting_since', 'is', null)
       .executeTakeFirst();
     return row ? { digest: row.digest, size: Number(row.size) } : null;
   }
@@ -220,6 +225,29 @@ class SqlBlobs implements BlobQueries {
       .values({ digest: blob.digest, size: blob.size, created_at: this.now() })
       .onConflict((oc) => oc.column('digest').doNothing())
       .execute();
+  }
+
+  async mount(repository: string, digest: string, bytesPresent: () => Promise<boolean>): Promise<BlobRecord | null> {
+    return transaction(this.db, async (trx) => {
+      const at = this.now();
+      const repositoryId = await ensureRepository(trx, repository, at);
+      // Write-locks the blob's row while it is live: garbage collection marks it, and deletes
+      // its bytes, only under that lock, so bytes present now stay until this link commits.
+      const live = await trx
+        .updateTable('blobs')
+        .set({ seen_at: at })
+        .where('digest', '=', digest)
+        .where('deleting_since', 'is', null)
+        .returning('size')
+        .executeTakeFirst();
+      if (!live || !(await bytesPresent())) return null;
+      await trx
+        .insertInto('repository_blobs')
+        .values({ repository_id: repositoryId, digest, created_at: at })
+        .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
+        .execute();
+      return { digest, size: Number(live.size) };
+    });
   }
 
   async unlink(repository: string, digest: string): Promise<boolean> {
@@ -585,6 +613,22 @@ class SqlUploads implements UploadQueries {
     });
   }
 
+  async reserve(id: string, repository: string, blob: BlobRecord, lease?: AppendLease): Promise<void> {
+    await transaction(this.db, async (trx) => {
+      const at = this.now();
+      if (lease) {
+        const pinned = await heldLease(trx.updateTable('uploads').set({ pin_digest: blob.digest, updated_at: at }), lease).executeTakeFirst();
+        if (pinned.numUpdatedRows === 0n) throw new UploadSessionNotFoundError(id);
+      } else {
+        await trx
+          .insertInto('uploads')
+          .values({ id, repository, size: blob.size, started_at: at, updated_at: at, pin_digest: blob.digest })
+          .execute();
+      }
+      await upsertLiveBlob(trx, blob, at);
+    });
+  }
+
   async delete(id: string): Promise<boolean> {
     const result = await this.db.deleteFrom('uploads').where('id', '=', id).executeTakeFirst();
     return result.numDeletedRows > 0n;
@@ -617,7 +661,7 @@ class SqlUploads implements UploadQueries {
  * as a serialization failure or a deadlock victim: `work` only reads and writes through `trx`,
  * so a rerun starts from scratch. Other errors (and the domain errors thrown by `work`) pass.
  */
-async function transaction<T>(db: Db, work: (trx: Db) => Promise<T>): Promise<T> {
+export async function transaction<T>(db: Db, work: (trx: Db) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await db.transaction().execute(work);
@@ -663,15 +707,24 @@ async function lockRepository(trx: Db, name: string): Promise<Id | undefined> {
 async function linkBlob(trx: Db, repository: string, blob: BlobRecord, at: number): Promise<void> {
   const repositoryId = await ensureRepository(trx, repository, at);
   await enforceQuotaOnLink(trx, repository, repositoryId, blob);
-  await trx
-    .insertInto('blobs')
-    .values({ digest: blob.digest, size: blob.size, created_at: at })
-    .onConflict((oc) => oc.column('digest').doNothing())
-    .execute();
+  await upsertLiveBlob(trx, blob, at);
   await trx
     .insertInto('repository_blobs')
     .values({ repository_id: repositoryId, digest: blob.digest, created_at: at })
     .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
+    .execute();
+}
+
+/**
+ * Records a blob whose bytes the caller stores or has stored, and renews the time from which
+ * garbage collection's grace period counts. Clears GC's `deleting` mark: the caller (a
+ * completion, under its pin) writes the bytes again if GC deleted them (see src/control/gc).
+ */
+async function upsertLiveBlob(trx: Db, blob: BlobRecord, at: number): Promise<void> {
+  await trx
+    .insertInto('blobs')
+    .values({ digest: blob.digest, size: blob.size, created_at: at, seen_at: at })
+    .onConflict((oc) => oc.column('digest').doUpdateSet({ seen_at: (eb) => eb.ref('excluded.seen_at'), deleting_since: null }))
     .execute();
 }
 
@@ -761,7 +814,7 @@ function parseAnnotations(text: string | null): Record<string, string> | null {
   return text === null ? null : (JSON.parse(text) as Record<string, string>);
 }
 
-function toUploadRecord(row: Selectable<UploadTable>): UploadRecord {
+function toUploadRecord(row: Omit<Selectable<UploadTable>, 'pin_digest'>): UploadRecord {
   return {
     id: row.id,
     repository: row.repository,

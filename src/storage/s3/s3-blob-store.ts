@@ -231,6 +231,14 @@ export class S3BlobStore implements BlobStore {
     await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.blobKey(digest) }));
   }
 
+  /** Garbage collection's deletions: DeleteObjects of up to 1000 keys, at most 4 in flight. */
+  async deleteMany(digests: string[]): Promise<void> {
+    const keys = digests.map((digest) => this.blobKey(digest));
+    const batches: string[][] = [];
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) batches.push(keys.slice(i, i + DELETE_BATCH));
+    await runLimited(batches, 4, (batch) => this.deleteKeys(batch));
+  }
+
   async *list(): AsyncIterable<{ digest: string; size: number }> {
     for await (const object of this.listObjects(`${this.prefix}blobs/`)) {
       const match = BLOB_KEY.exec(object.key.slice(this.prefix.length));

@@ -1,0 +1,165 @@
+import type { Command } from 'commander';
+import { ControlError } from '../control/errors.js';
+import { garbagePreviewInput } from '../control/garbage.js';
+import { connection, connectionTarget, runWith, say, type ConnectionOptions } from './admin.js';
+
+type Json = Record<string, any>;
+
+/** Garbage collection on the local installation or a remote API. */
+interface GcClient {
+  preview(options: { grace?: string; project?: string }, onProgress: (count: number, bytes: number) => void): Promise<Json>;
+  /** Runs a collection to its end, reporting progress; resolves to the finished run. */
+  run(options: { grace?: string; project?: string }, onProgress: (run: Json) => void): Promise<Json>;
+  close(): Promise<void>;
+}
+
+/**
+ * `stowage gc [--dry-run] [--grace D] [--project P]`: on the local installation (while the
+ * server runs too: the database lease admits one run at a time) or, with --server, through the
+ * API (it starts the run there and follows it).
+ */
+export function addGcCommand(program: Command): void {
+  connection(program.command('gc').description('garbage collection: delete blobs no manifest references (local installation, or --server)'))
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--grace <duration>', 'blobs pushed, mounted or linked more recently are kept (default gc.grace, 24h)')
+    .option('--project <name>', "only blobs linked into this project's repositories")
+    .action(
+      runWith(open, async (client: GcClient, o: { dryRun?: boolean; grace?: string; project?: string }) => {
+        const started = Date.now();
+        const options = { ...(o.grace ? { grace: o.grace } : {}), ...(o.project ? { project: o.project } : {}) };
+        const bar = progressBar();
+        if (o.dryRun) {
+          const result = await client.preview(options, (count, bytes) => bar(`scanning: ${count} unreferenced blobs, ${formatBytes(bytes)}`));
+          bar.done();
+          for (const blob of result.blobs as Json[]) say(`${blob.digest}  ${blob.size} bytes  last seen ${blob.seenAt}  linked in ${blob.repositories} repositories`);
+          say(`dry run: ${result.count} blobs, ${formatBytes(result.bytes)} would be freed (grace ${formatDuration(result.graceMs)}; ${formatDuration(Date.now() - started)})${result.truncated ? `; first ${result.blobs.length} listed` : ''}`);
+          return result;
+        }
+        const run = await client.run(options, (p) => bar(describeProgress(p)));
+        bar.done();
+        const summary = `${run.blobsFreed} blobs, ${formatBytes(run.bytesFreed)} freed; ${run.blobsExamined} examined, ${run.uploadsRemoved} abandoned uploads removed; ${formatDuration(Date.now() - started)}`;
+        if (run.status !== 'succeeded') throw new ControlError('conflict', `garbage collection run ${run.id} failed: ${run.error ?? 'unknown error'} (${summary})`);
+        say(`garbage collection run ${run.id}: ${summary}`);
+        return run;
+      }),
+    );
+}
+
+function describeProgress(p: Json): string {
+  const phase = p.phase === 'marking' ? 'marking' : p.phase === 'sweeping' ? 'deleting' : p.phase === 'uploads' ? 'uploads' : String(p.phase);
+  return `${phase}: ${p.blobsExamined} examined, ${p.blobsMarked} marked, ${p.blobsFreed} freed (${formatBytes(p.bytesFreed)})`;
+}
+
+/** A one-line progress display on a terminal (stderr); silent otherwise. */
+function progressBar(): ((text: string) => void) & { done(): void } {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  const spinner = ['|', '/', '-', '\\'];
+  let tick = 0;
+  const update = (text: string) => {
+    if (!tty) return;
+    shown = true;
+    process.stderr.write(`\r\x1b[K${spinner[tick++ % spinner.length]} ${text}`);
+  };
+  return Object.assign(update, {
+    done() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  });
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min`;
+  return `${Math.round(ms / 3_600_000)} h`;
+}
+
+function parseOptions(options: { grace?: string; project?: string }): { grace?: number; project?: string } {
+  const parsed = garbagePreviewInput.safeParse(options);
+  if (!parsed.success) throw new ControlError('invalid', parsed.error.issues.map((i) => `--${String(i.path[0])}: ${i.message}`).join('; '));
+  return parsed.data;
+}
+
+async function open(options: ConnectionOptions): Promise<GcClient> {
+  const target = connectionTarget(options);
+  if ('server' in target) return remote(target.server, target.username, target.password);
+  const [{ pino }, { openMetadataStore }, { openBlobStore }, { createAuthService }, { AuditLog }, { GarbageService }, { systemActor }, { userInfo }, { enableGarbageCollection }, { createRegistry }] =
+    await Promise.all([
+      import('pino'),
+      import('../metadata/index.js'),
+      import('../storage/index.js'),
+      import('../app/auth-service.js'),
+      import('../control/audit.js'),
+      import('../control/garbage.js'),
+      import('../auth/principal.js'),
+      import('node:os'),
+      import('../app/gc.js'),
+      import('../registry/registry.js'),
+    ]);
+  const config = target.config;
+  const logger = pino({ level: 'warn' }, pino.destination(2));
+  const metadata = await openMetadataStore(config);
+  const blobStore = await openBlobStore(config).catch(async (error: unknown) => {
+    await metadata.close();
+    throw error;
+  });
+  const audit = new AuditLog(metadata.control.audit, logger);
+  const auth = createAuthService(config, metadata, audit, logger);
+  const garbage = new GarbageService(metadata, auth);
+  enableGarbageCollection({ config, metadata, blobStore, uploads: createRegistry(blobStore, metadata).uploads, garbage, audit, logger });
+  let name = 'unknown';
+  try {
+    name = userInfo().username;
+  } catch {
+    // no user name (container without a passwd entry)
+  }
+  const actor = systemActor(`cli:${name}`);
+  const plain = (value: unknown) => JSON.parse(JSON.stringify(value)) as Json;
+  return {
+    preview: async (o, onProgress) => plain(await garbage.preview(actor, parseOptions(o), onProgress)),
+    run: async (o, onProgress) => plain(await garbage.runNow(actor, parseOptions(o), (p) => onProgress(p))),
+    async close() {
+      await audit.flush();
+      await blobStore.close();
+      await metadata.close();
+    },
+  };
+}
+
+function remote(server: string, username: string, password: string): GcClient {
+  const base = `${server.replace(/\/+$/, '')}/api/v1`;
+  const headers = { authorization: `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`, 'content-type': 'application/json' };
+  const request = async (path: string, body?: unknown): Promise<Json> => {
+    const response = await fetch(`${base}${path}`, { method: body === undefined ? 'GET' : 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const parsed = (await response.json().catch(() => ({}))) as Json;
+    if (response.ok) return parsed;
+    const code = ({ 400: 'invalid', 401: 'unauthorized', 403: 'forbidden', 404: 'not-found', 409: 'conflict', 429: 'too-many-requests' } as const)[response.status as 400];
+    throw new ControlError(code ?? 'invalid', String(parsed.error?.message ?? `HTTP ${response.status}`), parsed.error?.fields ?? []);
+  };
+  return {
+    preview: (o) => request(`/gc/preview?${new URLSearchParams(o).toString()}`),
+    async run(o, onProgress) {
+      let run = await request('/gc', o);
+      // Follows the run on the server (any node may answer: the run is in the database).
+      while (run.status === 'running') {
+        onProgress(run);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        run = await request(`/gc/runs/${run.id}`);
+      }
+      return run;
+    },
+    async close() {},
+  };
+}
