@@ -10,10 +10,11 @@ import {
 } from 'kysely';
 import { identityMigration } from './identity-migration.js';
 import { lifecycleMigration, tagRulesMigration } from './lifecycle-migration.js';
+import { tagListVersionMigration } from './tag-list-migration.js';
 import { gcMigration } from './gc-migration.js';
 import { uploadBlobMigration } from './upload-blob-migration.js';
-import { eventsMigration } from './events-migration.js';
 import { housekeepingMigration } from './housekeeping-migration.js';
+import { eventsMigration } from './events-migration.js';
 import type { SqlDialect } from './schema.js';
 
 /** Kysely's default bookkeeping table; kept so that the standard tooling can read it. */
@@ -213,6 +214,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
     '0008_upload_blob': uploadBlobMigration(),
     '0006_quotas_retention': housekeepingMigration(t),
     '0007_events': eventsMigration(t),
+    '0009_tag_list_version': tagListVersionMigration(dialect),
   };
 }
 

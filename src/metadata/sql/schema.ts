@@ -1,7 +1,7 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { ControlDatabase } from './control-schema.js';
-import type { EventsDatabase } from './events-schema.js';
 import type { HousekeepingDatabase } from './housekeeping-schema.js';
+import type { EventsDatabase } from './events-schema.js';
 
 /** The SQL dialects the metadata store runs on. Migrations pick column types by it. */
 export type SqlDialect = 'sqlite' | 'postgres';
@@ -24,6 +24,8 @@ export interface RepositoryTable {
   /** Byte-wise ordered: BINARY collation in SQLite, COLLATE "C" in PostgreSQL. */
   name: string;
   created_at: Int64;
+  /** Bumped by triggers whenever a tag of the repository is created or removed (tag-list.ts). */
+  tags_version: Generated<Int64>;
 }
 
 export interface BlobTable {

@@ -35,6 +35,7 @@ import { SqlPullStats } from './pull-stats.js';
 import { SqlRetention } from './retention.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from '../housekeeping-store.js';
 import { precompile } from './precompiled.js';
+import { TagLister } from './tag-list.js';
 import { manifestDeleteEvents, manifestPutEvents, movedBy, readMovedBy, SqlEvents, SqlWebhooks, tagDeleteEvent, writeEvents } from './events.js';
 import type { EventQueries, WebhookQueries, WriteOptions } from '../events-store.js';
 
@@ -72,9 +73,9 @@ export class SqlMetadataStore implements MetadataStore {
   readonly uploads: UploadQueries;
   readonly control: ControlStore;
   readonly lifecycle: LifecycleQueries;
-  readonly gc: GcQueries;
   readonly events: EventQueries;
   readonly webhooks: WebhookQueries;
+  readonly gc: GcQueries;
   readonly quotas: QuotaQueries;
   readonly pulls: PullStatsQueries;
   readonly retention: RetentionQueries;
@@ -91,9 +92,9 @@ export class SqlMetadataStore implements MetadataStore {
     this.uploads = new SqlUploads(db, now);
     this.control = new SqlControlStore(db, now);
     this.lifecycle = new SqlLifecycle(db, now);
-    this.gc = new SqlGc(db, now);
     this.events = new SqlEvents(db, now, (work) => transaction(db, work));
     this.webhooks = new SqlWebhooks(db, now);
+    this.gc = new SqlGc(db, now);
     this.quotas = new SqlQuotas(db, now);
     this.pulls = new SqlPullStats(db);
     this.retention = new SqlRetention(db, now);
@@ -241,6 +242,7 @@ class SqlBlobs implements BlobQueries {
         .returning('size')
         .executeTakeFirst();
       if (!live || !(await bytesPresent())) return null;
+      await enforceQuotaOnLink(trx, repository, repositoryId, { digest, size: Number(live.size) });
       await trx
         .insertInto('repository_blobs')
         .values({ repository_id: repositoryId, digest, created_at: at })
@@ -468,28 +470,17 @@ class SqlManifests implements ManifestQueries {
 }
 
 class SqlTags implements TagQueries {
+  private readonly lister: TagLister;
+
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.lister = new TagLister(db);
+  }
 
   async list(repository: string, page: PageRequest): Promise<string[]> {
-    if (page.limit <= 0) return [];
-    let query = this.db
-      .selectFrom('tags as t')
-      .innerJoin('repositories as r', 'r.id', 't.repository_id')
-      .select('t.name')
-      .where('r.name', '=', repository);
-    if (page.last !== undefined) query = query.where('t.name', '>', page.last);
-    // One row with all the names, not one row per tag: a repository can hold thousands of tags,
-    // and materialising a row object per tag costs more than the query itself. Tag names
-    // cannot contain a newline. string_agg with ORDER BY exists in PostgreSQL and SQLite ≥ 3.44.
-    const ordered = query.orderBy('t.name').limit(page.limit).as('page');
-    const row = await this.db
-      .selectFrom(ordered)
-      .select(sql<string | null>`string_agg(${sql.ref('page.name')}, ${'\n'} order by ${sql.ref('page.name')})`.as('names'))
-      .executeTakeFirst();
-    return row?.names ? row.names.split('\n') : [];
+    return this.lister.list(repository, page);
   }
 
   async get(repository: string, tag: string): Promise<TagRecord | null> {
