@@ -34,6 +34,7 @@ export async function createAccess(config: ResolvedConfig, metadata: MetadataSto
   const auth = createAuthService(config, metadata, audit, logger);
   const control = createControl(metadata, auth, audit, blobs, nodeName(config.node.name));
   control.pulls.logTo(logger);
+  control.retention.useDefaultSchedule(config.retention.schedule);
   const open = config.auth.mode === 'none';
   let guard: RegistryGuard = openGuard;
   if (open) {

@@ -4,6 +4,7 @@ import { accessSettings, auditSchema, authSchema, tlsSchema, trustedProxiesSchem
 import { backendSettings, metadataSchema, storageSchema } from './backends-schema.js';
 import { gcSchema, gcSettings } from './gc-schema.js';
 import { boolean, duration } from './primitives.js';
+import { retentionSchema, retentionSettings } from './retention-schema.js';
 import { eventSettings, eventsSchema, nodeSchema, webhooksSchema } from './events-schema.js';
 
 export { duration };
@@ -43,6 +44,7 @@ export const configSchema = z
     tls: tlsSchema,
     trustedProxies: trustedProxiesSchema,
     audit: auditSchema,
+    retention: retentionSchema,
     gc: gcSchema,
     node: nodeSchema,
     events: eventsSchema,
@@ -69,6 +71,7 @@ export const settings = [
   { key: 'metadata.path', env: 'STOWAGE_METADATA_PATH', flag: '--metadata-path <file>', help: 'SQLite database file (default <data-dir>/stowage.db)' },
   ...backendSettings,
   ...accessSettings,
+  ...retentionSettings,
   ...gcSettings,
   ...eventSettings,
 ] as const;

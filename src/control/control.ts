@@ -12,6 +12,7 @@ import { GarbageService } from './garbage.js';
 import { nodeName } from '../events/context.js';
 import { QuotaService } from './quotas.js';
 import { PullRecorder } from './pull-stats.js';
+import { RetentionService } from './retention.js';
 
 /** The management domain: what the API and the CLI call, every method authorizing its actor. */
 export interface Control {
@@ -28,6 +29,7 @@ export interface Control {
   quotas: QuotaService;
   /** Pull statistics, counted in memory and written in batches. */
   pulls: PullRecorder;
+  retention: RetentionService;
 }
 
 /**
@@ -36,6 +38,7 @@ export interface Control {
  */
 export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog, blobs?: BlobReader, node: string = nodeName()): Control {
   const store = metadata.control;
+  const pulls = new PullRecorder(metadata.pulls);
   return {
     auth,
     audit,
@@ -48,6 +51,7 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     tagHistory: new TagHistoryService(metadata, auth, audit, blobs, { node }),
     garbage: new GarbageService(metadata, auth),
     quotas: new QuotaService(metadata, auth, audit),
-    pulls: new PullRecorder(metadata.pulls),
+    pulls,
+    retention: new RetentionService(metadata, auth, audit, pulls),
   };
 }
