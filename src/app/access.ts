@@ -10,7 +10,7 @@ import { openGuard, TokenGuard, type RegistryGuard } from '../http/auth/registry
 import type { HttpServerOptions } from '../http/server.js';
 import { createAuthService } from './auth-service.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
-import { nodeName } from '../events/context.js';
+import { recorderOptions } from '../events/settings.js';
 
 export interface Access {
   control: Control;
@@ -32,9 +32,9 @@ const version = (createRequire(import.meta.url)('../../package.json') as { versi
 export async function createAccess(config: ResolvedConfig, metadata: MetadataStore, logger: Logger, blobs?: BlobReader): Promise<Access> {
   const audit = new AuditLog(metadata.control.audit, logger);
   const auth = createAuthService(config, metadata, audit, logger);
-  const control = createControl(metadata, auth, audit, blobs, nodeName(config.node.name));
+  const control = createControl(metadata, auth, audit, blobs, recorderOptions(config));
+  control.events.logTo(logger);
   control.pulls.logTo(logger);
-  control.retention.useDefaultSchedule(config.retention.schedule);
   const open = config.auth.mode === 'none';
   let guard: RegistryGuard = openGuard;
   if (open) {
@@ -57,6 +57,7 @@ export async function createAccess(config: ResolvedConfig, metadata: MetadataSto
       auth.stop();
       await audit.flush();
       await control.pulls.flush();
+      await control.events.flush(true);
     },
   };
 }

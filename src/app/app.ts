@@ -11,10 +11,11 @@ import { runsBackgroundJobs } from './cluster.js';
 import { enableGarbageCollection, scheduleGarbageCollection } from './gc.js';
 import { createAccess, readTls, type Access } from './access.js';
 import { probeDependencies } from './readiness.js';
-import { RetentionScheduler } from '../control/retention-scheduler.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/index.js';
 import { nodeName } from '../events/context.js';
+import { Dispatcher } from '../events/dispatcher.js';
+import { dispatcherOptions } from '../events/settings.js';
 
 export interface App {
   http: FastifyInstance;
@@ -23,6 +24,8 @@ export interface App {
   metadata: MetadataStore;
   /** Identity and access control (users, projects, tokens, audit log). */
   access: Access;
+  /** Webhook delivery; started by listen() in the process that runs background jobs. */
+  dispatcher: Dispatcher;
   /** Re-reads the TLS certificate and key (SIGHUP); resolves to false when not serving HTTPS. */
   reloadTls(): Promise<boolean>;
   /** Starts listening; resolves to the bound address (host:port). */
@@ -47,6 +50,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     ...(blobStore.requestCounts ? { objectStoreRequests: () => blobStore.requestCounts!() } : {}),
   });
   const access = await createAccess(config, metadata, logger, blobStore);
+  const dispatcher = new Dispatcher(metadata.events, logger, { ...dispatcherOptions(config), metrics: metrics.registry });
   enableGarbageCollection({ config, metadata, blobStore, uploads: registry.uploads, garbage: access.control.garbage, audit: access.control.audit, logger });
   let stopGcSchedule = () => {};
   const tls = await readTls(config);
@@ -79,8 +83,6 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     }
   };
   let accessTimer: NodeJS.Timeout | undefined;
-  // Scheduled retention runs (policies' own cron or retention.schedule), in the background-jobs process.
-  const retention = new RetentionScheduler(metadata, access.control.retention, logger);
 
   return {
     http,
@@ -88,6 +90,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     blobStore,
     metadata,
     access,
+    dispatcher,
     async reloadTls() {
       const fresh = await readTls(config);
       if (!fresh || !tls) return false;
@@ -101,7 +104,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
       const port = Number(config.listen.slice(separator + 1));
       await http.listen({ host, port });
       if (runsBackgroundJobs()) {
-        retention.start();
+        dispatcher.start();
         stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
         await purgeUploads();
         purgeTimer = setInterval(purgeUploads, config.uploads.purgeInterval);
@@ -115,9 +118,9 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     },
     async close() {
       if (purgeTimer) clearInterval(purgeTimer);
-      await retention.stop();
       if (accessTimer) clearInterval(accessTimer);
       stopGcSchedule();
+      await dispatcher.stop();
       const deadline = setTimeout(() => {
         logger.warn({ timeoutMs: config.shutdownTimeout }, 'requests still in flight at the shutdown deadline; closing them');
         http.server.closeAllConnections();

@@ -7,7 +7,7 @@ import { AuditLog } from '../control/audit.js';
 import { createControl, type Control } from '../control/control.js';
 import { ControlError } from '../control/errors.js';
 import { openMetadataStore } from '../metadata/index.js';
-import { nodeName } from '../events/context.js';
+import { recorderOptions } from '../events/settings.js';
 
 type Json = Record<string, unknown>;
 
@@ -60,7 +60,7 @@ export async function localClient(config: ResolvedConfig): Promise<ControlClient
   const logger = pino({ level: 'warn' }, pino.destination(2));
   const metadata = await openMetadataStore(config);
   const audit = new AuditLog(metadata.control.audit, logger);
-  const control: Control = createControl(metadata, createAuthService(config, metadata, audit, logger), audit, undefined, nodeName(config.node.name));
+  const control: Control = createControl(metadata, createAuthService(config, metadata, audit, logger), audit, undefined, recorderOptions(config));
   const actor: Actor = systemActor(`cli:${safeUserName()}`);
   return {
     mode: 'local',

@@ -10,9 +10,10 @@ import { UserService } from './users.js';
 import { TagHistoryService, type BlobReader } from './tag-history.js';
 import { GarbageService } from './garbage.js';
 import { nodeName } from '../events/context.js';
+import { EventRecorder, type EventRecorderOptions } from '../events/recorder.js';
+import { WebhookService } from './webhooks.js';
 import { QuotaService } from './quotas.js';
 import { PullRecorder } from './pull-stats.js';
-import { RetentionService } from './retention.js';
 
 /** The management domain: what the API and the CLI call, every method authorizing its actor. */
 export interface Control {
@@ -26,32 +27,36 @@ export interface Control {
   repositories: RepositoryService;
   tagHistory: TagHistoryService;
   garbage: GarbageService;
+  /** Events that no registry transaction writes: control-plane changes (emit) and pulls. */
+  events: EventRecorder;
+  webhooks: WebhookService;
   quotas: QuotaService;
   /** Pull statistics, counted in memory and written in batches. */
   pulls: PullRecorder;
-  retention: RetentionService;
 }
 
 /**
  * `blobs`: where the image diff reads configs (without it, diffs leave config changes out);
- * `node`: this node's name, recorded with the changes (tag history, events).
+ * `events`: this node's name (recorded with the changes: tag history, events) and pull events.
  */
-export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog, blobs?: BlobReader, node: string = nodeName()): Control {
+export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog, blobs?: BlobReader, events: EventRecorderOptions = { node: nodeName() }): Control {
   const store = metadata.control;
-  const pulls = new PullRecorder(metadata.pulls);
+  const node = events.node;
+  const recorder = new EventRecorder(metadata.events, events);
   return {
+    events: recorder,
+    webhooks: new WebhookService(metadata, auth, audit, recorder),
     auth,
     audit,
     auditSearch: new AuditService(audit, auth),
     users: new UserService(store, auth, audit),
-    projects: new ProjectService(store, auth, audit),
+    projects: new ProjectService(store, auth, audit, recorder),
     robots: new RobotService(store, auth, audit),
     tokens: new PersonalTokenService(store, auth, audit),
     repositories: new RepositoryService(store, metadata, auth, audit, node),
     tagHistory: new TagHistoryService(metadata, auth, audit, blobs, { node }),
     garbage: new GarbageService(metadata, auth),
     quotas: new QuotaService(metadata, auth, audit),
-    pulls,
-    retention: new RetentionService(metadata, auth, audit, pulls),
+    pulls: new PullRecorder(metadata.pulls),
   };
 }

@@ -6,6 +6,7 @@ import type { ControlStore, MemberRecord, OffsetPage, Paged, ProjectRecord } fro
 import { ControlError, notFound } from './errors.js';
 import { requireAccess, systemAccess } from './guard.js';
 import { memberInput, newProjectInput, parse, projectChangesInput, projectName, userName } from './validation.js';
+import type { EventRecorder } from '../events/recorder.js';
 
 /** Projects (namespaces of repositories), their visibility and their members. */
 export class ProjectService {
@@ -16,6 +17,8 @@ export class ProjectService {
     private readonly store: ControlStore,
     private readonly auth: AuthService,
     private readonly audit: AuditLog,
+    /** project.* and member.* events, written after each change commits. */
+    private readonly events?: EventRecorder,
   ) {}
 
   /** Creates a project; the creating user becomes its owner (or `owner`, when an admin says so). */
@@ -33,6 +36,7 @@ export class ProjectService {
     if (!project) throw new ControlError('conflict', `project ${data.name} already exists`, [{ field: 'name', message: 'already taken' }]);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'project.create', result: 'success', target: project.name, project: project.name, detail: { public: project.public } });
+    await this.events?.emit({ type: 'project.created', actor, project: project.name, detail: { public: project.public } });
     return project;
   }
 
@@ -56,6 +60,7 @@ export class ProjectService {
       if (created) {
         this.auth.policyChanged();
         this.audit.record(actor, { action: 'project.create', result: 'success', target: name, project: name, detail: { public: false, via: 'push' } });
+        await this.events?.emit({ type: 'project.created', actor, project: name, detail: { public: false, via: 'push' } });
       }
     }
     if (!created && !(await this.auth.authorizer.allows(principal, { type: 'repository', name: repository, actions: ['push'] }))) {
@@ -90,6 +95,7 @@ export class ProjectService {
     if (!project) throw notFound(`project ${name}`);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'project.update', result: 'success', target: name, project: name, detail: changes });
+    await this.events?.emit({ type: 'project.updated', actor, project: name, detail: changes });
     return project;
   }
 
@@ -103,6 +109,7 @@ export class ProjectService {
     this.known.clear();
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'project.delete', result: 'success', target: name, project: name, detail: { force } });
+    await this.events?.emit({ type: 'project.deleted', actor, project: name, detail: { force } });
   }
 
   async members(actor: Actor, name: string): Promise<MemberRecord[]> {
@@ -123,6 +130,7 @@ export class ProjectService {
     await this.auth.revoke('user', target.id);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'member.set', result: 'success', target: user, project: name, detail: { role } });
+    await this.events?.emit({ type: 'member.changed', actor, project: name, detail: { user, role } });
   }
 
   async removeMember(actor: Actor, name: string, user: string): Promise<void> {
@@ -133,6 +141,7 @@ export class ProjectService {
     await this.auth.revoke('user', target.id);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'member.remove', result: 'success', target: user, project: name });
+    await this.events?.emit({ type: 'member.removed', actor, project: name, detail: { user } });
   }
 
   private requireOwner(actor: Actor, name: string): Promise<void> {

@@ -128,7 +128,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   );
 
   const access = options.access;
-  app.register(ociRoutes, { registry: options.registry, guard: access.guard, audit: access.control.audit, auditPulls: access.auditPulls, pulls: access.control.pulls });
+  app.register(ociRoutes, { registry: options.registry, guard: access.guard, audit: access.control.audit, auditPulls: access.auditPulls, pulls: access.control.pulls, events: access.control.events });
   if (!access.open) app.register(tokenRoutes, { auth: access.control.auth, service: access.service });
   app.register(apiPlugin, { control: access.control, open: access.open, version: access.version });
   return app;

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Access, RepositoryAction } from '../../auth/access.js';
 import type { Actor } from '../../auth/principal.js';
 import type { AuditLog } from '../../control/audit.js';
+import type { EventRecorder } from '../../events/recorder.js';
 import type { PullRecorder } from '../../control/pull-stats.js';
 import type { RegistryGuard } from '../auth/registry-guard.js';
 import { RegistryError } from '../../registry/errors.js';
@@ -68,6 +69,8 @@ export interface OciRoutesOptions {
   auditPulls: boolean;
   /** Pull statistics (counted in memory, written in batches). */
   pulls?: PullRecorder;
+  /** artifact.pulled events (buffered, sampled or aggregated; never awaited by a pull). */
+  events?: EventRecorder;
 }
 
 declare module 'fastify' {
@@ -111,7 +114,7 @@ export async function ociRoutes(app: FastifyInstance, options: OciRoutesOptions)
   });
 }
 
-async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry, guard, audit, auditPulls, pulls }: OciRoutesOptions) {
+async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry, guard, audit, auditPulls, pulls, events }: OciRoutesOptions) {
   const queryStart = request.url.indexOf('?');
   const path = request.url.slice(4, queryStart === -1 ? undefined : queryStart);
   const query = new URLSearchParams(queryStart === -1 ? '' : request.url.slice(queryStart + 1));
@@ -138,6 +141,7 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
         const digest = reply.getHeader('docker-content-digest');
         if (typeof digest === 'string') pulls.record(name, digest, param.includes(':') ? null : param);
       }
+      if (events && event === 'manifest.pull' && reply.statusCode === 200) recordPullEvent(events, auth.actor, name, param, reply);
       if (event && reply.statusCode < 300 && (auditPulls || event !== 'manifest.pull')) {
         const digest = reply.getHeader('docker-content-digest');
         const target = param.includes(':') ? `${name}@${param}` : `${name}:${param}`;
@@ -162,4 +166,13 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
     if (!request.raw.readableEnded) request.raw.resume();
     return sendError(request, reply, error);
   }
+}
+
+/** An artifact.pulled event from the answer's headers (no query on the pull's path). */
+function recordPullEvent(events: EventRecorder, actor: Actor, name: string, param: string, reply: FastifyReply): void {
+  const digest = reply.getHeader('docker-content-digest');
+  if (typeof digest !== 'string') return;
+  const mediaType = reply.getHeader('content-type');
+  const size = Number(reply.getHeader('content-length'));
+  events.pulled(actor, name, { digest, mediaType: typeof mediaType === 'string' ? mediaType : null, size: Number.isFinite(size) ? size : null }, param.includes(':') ? null : param);
 }
