@@ -76,15 +76,18 @@ export class SqlGc implements GcQueries {
 
   async mark(digest: string, before: Date): Promise<boolean> {
     return transaction(this.db, async (trx) => {
-      const linked = async () =>
-        (await trx.selectFrom('repository_blobs').select('repository_id').where('digest', '=', digest).execute()).map((r) => String(r.repository_id));
-      const repositories = await linked();
-      // The lock a manifest PUT (and every other writer of a repository) takes first: a PUT that
-      // checked this blob's link either committed before (its reference is seen below) or waits
-      // and then finds the link gone (MANIFEST_BLOB_UNKNOWN).
-      if (repositories.length > 0) {
-        await trx.updateTable('repositories').set((eb) => ({ name: eb.ref('name') })).where('id', 'in', repositories).execute();
-      }
+      // First, the lock a manifest PUT (and every other writer of a repository) takes first, on
+      // every repository the blob is linked into: a PUT that checked this blob's link either
+      // committed before (its reference is seen below) or waits and then finds the link gone
+      // (MANIFEST_BLOB_UNKNOWN). A write as the first statement also takes SQLite's write lock
+      // at once (a read first could not be upgraded while another process writes).
+      const locked = await trx
+        .updateTable('repositories')
+        .set((eb) => ({ name: eb.ref('name') }))
+        .where('id', 'in', (eb) => eb.selectFrom('repository_blobs').select('repository_id').where('digest', '=', digest))
+        .returning('id')
+        .execute();
+      const repositories = locked.map((r) => String(r.id));
       // The blob's row, while live: completions (reserve) and mounts write it too, so each of
       // them either committed before the checks below or waits for this transaction.
       const row = await trx
@@ -101,7 +104,8 @@ export class SqlGc implements GcQueries {
       if (pinned) return false;
       // Linked meanwhile into a repository not locked above: leave it for the next run.
       const known = new Set(repositories);
-      if ((await linked()).some((r) => !known.has(r))) return false;
+      const linked = await trx.selectFrom('repository_blobs').select('repository_id').where('digest', '=', digest).execute();
+      if (linked.some((r) => !known.has(String(r.repository_id)))) return false;
       await trx.deleteFrom('repository_blobs').where('digest', '=', digest).execute();
       await trx.updateTable('blobs').set({ deleting_since: this.now() }).where('digest', '=', digest).execute();
       return true;
