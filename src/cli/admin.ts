@@ -191,7 +191,7 @@ export interface ConnectionOptions {
 let jsonOutput = false;
 
 /** Wraps a command: opens the client, runs, prints JSON with --json, closes, maps errors to exit codes. */
-function run<A extends unknown[]>(body: (client: ControlClient, ...args: A) => Promise<unknown>) {
+export function run<A extends unknown[]>(body: (client: ControlClient, ...args: A) => Promise<unknown>) {
   return runWith(open, body);
 }
 
@@ -247,7 +247,7 @@ export function say(text: string): void {
 }
 
 /** Prints a list as a table (unless --json, which prints the returned list). */
-function table(result: ListResult, columns: string[]): ListResult {
+export function table(result: ListResult, columns: string[]): ListResult {
   if (jsonOutput) return result;
   const cell = (value: unknown) => (value === null || value === undefined ? '-' : Array.isArray(value) ? value.join(' ') : String(value));
   const rows = [columns.map((c) => c.toUpperCase()), ...result.items.map((item) => columns.map((c) => cell(item[c])))];

@@ -40,6 +40,12 @@ export interface ControlClient {
   listTokens(user?: string): Promise<ListResult>;
   revokeToken(id: string): Promise<void>;
   rotateKey(): Promise<Json>;
+  listWebhooks(project?: string): Promise<ListResult>;
+  createWebhook(input: Json): Promise<Json>;
+  deleteWebhook(id: string): Promise<void>;
+  testWebhook(id: string): Promise<Json>;
+  webhookDeliveries(id: string): Promise<ListResult>;
+  redeliver(id: string, delivery: string): Promise<Json>;
   close(): Promise<void>;
 }
 
@@ -89,6 +95,12 @@ export async function localClient(config: ResolvedConfig): Promise<ControlClient
       audit.record(actor, { action: 'key.rotate', result: 'success', target: kid, project: null });
       return { kid };
     },
+    listWebhooks: async (project) => json({ items: await control.webhooks.list(actor, project) }) as unknown as ListResult,
+    createWebhook: async (input) => json(await control.webhooks.create(actor, input)),
+    deleteWebhook: (id) => control.webhooks.delete(actor, id),
+    testWebhook: async (id) => json(await control.webhooks.test(actor, id)),
+    webhookDeliveries: async (id) => json(await control.webhooks.deliveries(actor, id, { offset: 0, limit: 500 })) as unknown as ListResult,
+    redeliver: async (id, delivery) => json(await control.webhooks.redeliver(actor, id, delivery)),
     async close() {
       await audit.flush();
       await metadata.close();
@@ -153,6 +165,12 @@ export function remoteClient(server: string, username: string, password: string)
     listTokens: async (user) => (await call('GET', `/tokens${user ? `?user=${enc(user)}` : ''}`)) as unknown as ListResult,
     revokeToken: async (id) => void (await call('DELETE', `/tokens/${enc(id)}`)),
     rotateKey: async () => (await call('POST', '/keys/rotate'))!,
+    listWebhooks: (project) => list(`/webhooks${project ? `?project=${enc(project)}` : ''}`),
+    createWebhook: async (input) => (await call('POST', '/webhooks', input))!,
+    deleteWebhook: async (id) => void (await call('DELETE', `/webhooks/${enc(id)}`)),
+    testWebhook: async (id) => (await call('POST', `/webhooks/${enc(id)}/test`))!,
+    webhookDeliveries: (id) => list(`/webhooks/${enc(id)}/deliveries?page_size=500`),
+    redeliver: async (id, delivery) => (await call('POST', `/webhooks/${enc(id)}/deliveries/${enc(delivery)}/redeliver`))!,
     async close() {},
   };
 }

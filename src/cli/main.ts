@@ -6,6 +6,7 @@ import cluster from 'node:cluster';
 import { exitWithPrimary, prepareEmbeddedMetadata, runPrimary } from '../app/cluster.js';
 import { addAdminCommands } from './admin.js';
 import { addLifecycleCommands } from './lifecycle.js';
+import { addWebhookCommands } from './webhook.js';
 import { addGcCommand } from './gc.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
@@ -79,6 +80,7 @@ function flagProperty(flag: string): string {
 
 addAdminCommands(program);
 addLifecycleCommands(program);
+addWebhookCommands(program);
 addGcCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {

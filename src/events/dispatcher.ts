@@ -22,6 +22,11 @@ export interface DispatcherOptions {
   retentionMs: number;
   /** The registry's external URL for links in payloads ('' when unknown). */
   baseUrl?: string;
+  /**
+   * Release every claim at start: only when no other dispatcher can be alive (an embedded SQLite
+   * deployment: a killed process's claims would otherwise wait for their lease to expire).
+   */
+  releaseClaimsAtStart?: boolean;
   /** Prometheus registry for the dispatcher's metrics. */
   metrics?: client.Registry;
   now?: () => number;
@@ -81,7 +86,14 @@ export class Dispatcher {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.schedule(0);
+    if (!this.options.releaseClaimsAtStart) return this.schedule(0);
+    this.ticking = this.events
+      .releaseClaims()
+      .then((released) => {
+        if (released > 0) this.logger.info({ released }, 'webhook deliveries claimed by an earlier process released');
+      })
+      .catch((error: unknown) => this.logger.error({ err: error }, 'releasing earlier webhook delivery claims failed'))
+      .finally(() => this.schedule(0));
   }
 
   /** Stops polling and waits for the requests in flight (each bounded by the timeout). */

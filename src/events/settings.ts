@@ -23,6 +23,8 @@ export function dispatcherOptions(config: ResolvedConfig): DispatcherOptions {
     breakerThreshold: w.breakerThreshold,
     breakerCooldownMs: w.breakerCooldown,
     retentionMs: config.events.retention,
+    // Embedded: the one process that runs background jobs is the only dispatcher there is.
+    releaseClaimsAtStart: config.metadata.driver === 'sqlite',
     baseUrl: config.auth.realm ? new URL(config.auth.realm).origin : '',
   };
 }

@@ -163,6 +163,11 @@ export interface EventQueries {
   claim(owner: string, limit: number, leaseMs: number, skipWebhooks: string[]): Promise<ClaimedDelivery[]>;
   /** Records an attempt of a claimed delivery; false when the lease was lost meanwhile. */
   finish(id: string, leaseUntil: number, outcome: AttemptOutcome, next: { state: DeliveryState; nextAttemptAt: number | null }): Promise<boolean>;
+  /**
+   * Releases every claim. Only for a node that knows no other dispatcher is alive: an embedded
+   * (SQLite) deployment at start-up, whose earlier process may have died holding claims.
+   */
+  releaseClaims(): Promise<number>;
   /** Deliveries not yet delivered nor dead. */
   pendingCount(): Promise<number>;
   /** Removes finished deliveries and fanned-out events older than `before`. */

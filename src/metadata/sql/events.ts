@@ -198,6 +198,11 @@ export class SqlEvents implements EventQueries {
     return result.numUpdatedRows > 0n;
   }
 
+  async releaseClaims(): Promise<number> {
+    const result = await this.db.updateTable('webhook_deliveries').set({ lease_until: null, lease_owner: null }).where('lease_until', 'is not', null).executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   async pendingCount(): Promise<number> {
     const row = await this.db
       .selectFrom('webhook_deliveries')
