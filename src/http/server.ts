@@ -81,14 +81,16 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     done();
   });
   app.addHook('onSend', (request, reply, payload, done) => {
-    if (hsts && request.protocol === 'https') reply.header('strict-transport-security', hsts);
     if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
 
+  // Headers of every response are set here rather than in onSend, which a response that a
+  // handler writes itself (a blob GET, see oci/blobs.ts) skips.
   app.addHook('onRequest', (request, reply, done) => {
     request.startedAt = process.hrtime.bigint();
     reply.header('x-request-id', request.id);
+    if (hsts && request.protocol === 'https') reply.header('strict-transport-security', hsts);
     done();
   });
 

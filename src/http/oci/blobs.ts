@@ -1,3 +1,6 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { FastifyReply } from 'fastify';
+import { isCopyable, type CopyableStream } from '../../storage/fs/file-copy.js';
 import { RegistryError } from '../../registry/errors.js';
 import type { ByteRange } from '../../storage/blob-store.js';
 import type { OciContext } from './context.js';
@@ -38,7 +41,26 @@ export async function getBlob({ request, reply, registry, name, param }: OciCont
   } else {
     reply.header('content-length', blob.size);
   }
+  if (isCopyable(stream)) return sendCopy(reply, stream);
   return reply.send(stream);
+}
+
+/**
+ * Writes the response itself (Fastify's onResponse hooks still run; onSend hooks do not, so the
+ * headers they would add are set earlier, in onRequest) so that the file is copied with reused
+ * buffers (see file-copy.ts). A failure once bytes have gone out can only cut the connection.
+ */
+async function sendCopy(reply: FastifyReply, stream: CopyableStream): Promise<void> {
+  reply.hijack();
+  const response = reply.raw;
+  response.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
+  try {
+    await stream.copyTo(response);
+    response.end();
+  } catch (error) {
+    reply.log.warn({ err: error }, 'blob response cut short');
+    response.destroy(error as Error);
+  }
 }
 
 export async function deleteBlob({ reply, registry, name, param }: OciContext) {

@@ -10,6 +10,7 @@ import {
   type BlobStore,
   type ByteRange,
 } from '../blob-store.js';
+import { copyable } from './file-copy.js';
 
 // 1 MiB buffers: streaming with Node's 64 KiB default is about 3x slower on these machines.
 const HIGH_WATER_MARK = 1024 * 1024;
@@ -52,7 +53,9 @@ export class FsBlobStore implements BlobStore {
       throw isErrno(err, 'ENOENT') ? new BlobNotFoundError(digest) : err;
     });
     try {
-      return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: HIGH_WATER_MARK });
+      const stream = handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: HIGH_WATER_MARK });
+      const end = range?.end ?? (await handle.stat()).size - 1;
+      return copyable(stream, handle, range?.start ?? 0, end);
     } catch (err) {
       await handle.close();
       throw err;
