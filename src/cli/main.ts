@@ -6,6 +6,7 @@ import cluster from 'node:cluster';
 import { exitWithPrimary, prepareEmbeddedMetadata, runPrimary } from '../app/cluster.js';
 import { addAdminCommands } from './admin.js';
 import { addLifecycleCommands } from './lifecycle.js';
+import { addHousekeepingCommands } from './housekeeping.js';
 import { addWebhookCommands } from './webhook.js';
 import { addGcCommand } from './gc.js';
 
@@ -80,6 +81,7 @@ function flagProperty(flag: string): string {
 
 addAdminCommands(program);
 addLifecycleCommands(program);
+addHousekeepingCommands(program);
 addWebhookCommands(program);
 addGcCommand(program);
 
