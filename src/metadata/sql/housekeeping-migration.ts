@@ -3,8 +3,8 @@ import type { ColumnTypes } from './migrations.js';
 
 /**
  * 0006_quotas_retention: project quotas, pull statistics (per manifest and per tag) and
- * retention policies. Usage is not stored: it is computed from repository_blobs when asked and,
- * for projects with a quota, under the quota row's lock when a blob is linked (see quotas.ts).
+ * retention policies. Usage is computed from repository_blobs; a project with a quota keeps an
+ * upper bound of it on its quota row, so that most links need no full count (see quotas.ts).
  */
 export function housekeepingMigration(t: ColumnTypes): Migration {
   return {
@@ -14,6 +14,8 @@ export function housekeepingMigration(t: ColumnTypes): Migration {
         .addColumn('project_id', t.idType, (c) => c.primaryKey().references('projects.id').onDelete('cascade'))
         .addColumn('bytes_limit', t.int64)
         .addColumn('repositories_limit', t.int64)
+        // An upper bound of the project's usage (see quotas.ts), kept under this row's lock.
+        .addColumn('used_bound', t.int64, (c) => c.notNull().defaultTo(0))
         .addColumn('updated_at', t.int64, (c) => c.notNull())
         .execute();
       await db.schema

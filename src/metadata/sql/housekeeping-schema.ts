@@ -8,6 +8,8 @@ export interface ProjectQuotaTable {
   project_id: Id;
   bytes_limit: NullableInt64;
   repositories_limit: NullableInt64;
+  /** At least the project's usage in bytes: raised by every link under the row's lock, lowered only by a recount. */
+  used_bound: ColumnType<number | string, number | undefined, number>;
   updated_at: Int64;
 }
 

@@ -5,17 +5,22 @@ import { underPrefix, type Clock, type Db } from './control/common.js';
 import type { Id } from './schema.js';
 
 /**
- * Project quotas. Usage is never stored: it is computed from repository_blobs (unique digests
- * over the project's repositories), so nothing can drift — an unlink, a repository deletion or
- * a garbage collection lowers it the moment it commits.
+ * Project quotas. Usage is computed from repository_blobs (unique digests over the project's
+ * repositories), so nothing can drift: an unlink, a repository deletion or a garbage collection
+ * lowers it the moment it commits, whoever does it.
  *
  * Exactness under concurrency: a link into a project that has a quota first locks the project's
- * quota row (a no-op UPDATE), then computes usage and links in the same transaction. Links into
- * one project therefore serialise (in PostgreSQL on that row; SQLite serialises all writers), so
- * concurrent pushes that together would exceed the quota cannot all pass the check: exactly those
- * that fit succeed. Deletes do not take the lock: they only lower usage, so at worst a concurrent
- * push is refused against usage that is about to drop — never admitted over the limit. Projects
- * without a quota pay one indexed lookup per link and take no lock.
+ * quota row, then checks and links in the same transaction. Links into one project therefore
+ * serialise (in PostgreSQL on that row; SQLite serialises all writers), so concurrent pushes that
+ * together would exceed the quota cannot all pass: exactly those that fit succeed. Deletes take no
+ * lock: they only lower usage, so at worst a push is refused against usage about to drop.
+ *
+ * Cost: counting a project's blobs on every link grows with the project (measured: +50% on a
+ * small push at 1,200 blobs). So the row keeps `used_bound`, an upper bound of usage: every
+ * admitted new blob adds its size under the lock, and only links add bytes (deletes lower the true
+ * usage below the bound). A link that fits under the bound is admitted with one indexed lookup
+ * (is the blob already in the project?); only one that would not fit recounts exactly, and the
+ * refusal always names the exact usage. Projects without a quota pay one indexed lookup per link.
  */
 export class SqlQuotas implements QuotaQueries {
   constructor(
@@ -43,7 +48,9 @@ export class SqlQuotas implements QuotaQueries {
     }
     await this.db
       .insertInto('project_quotas')
-      .values({ project_id: found.id, bytes_limit: limits.bytes, repositories_limit: limits.repositories, updated_at: this.now() })
+      // A new row's bound is "unknown" (the largest value): the first link recounts and sets it.
+      // Counting here instead would miss a link that commits before this row exists.
+      .values({ project_id: found.id, bytes_limit: limits.bytes, repositories_limit: limits.repositories, used_bound: Number.MAX_SAFE_INTEGER, updated_at: this.now() })
       .onConflict((oc) =>
         oc.column('project_id').doUpdateSet({
           bytes_limit: (eb) => eb.ref('excluded.bytes_limit'),
@@ -69,7 +76,7 @@ export async function enforceQuotaOnLink(trx: Db, repository: string, repository
   const limits = await lockQuota(trx, project);
   if (!limits) return;
   if (limits.repositories !== null) await checkRepositories(trx, project, repositoryId, limits.repositories);
-  if (limits.bytes !== null) await checkBytes(trx, project, limits.bytes, blob);
+  if (limits.bytes !== null) await checkBytes(trx, project, limits.bytes, limits.bound, blob);
 }
 
 /**
@@ -81,31 +88,42 @@ export async function enforceQuotaOnManifest(trx: Db, repository: string, reposi
   const limits = await lockQuota(trx, project);
   if (!limits) return;
   if (limits.repositories !== null) await checkRepositories(trx, project, repositoryId, limits.repositories);
-  if (limits.bytes !== null) {
+  if (limits.bytes !== null && limits.bound > limits.bytes) {
     const used = (await projectUsage(trx, project)).bytes;
     if (used > limits.bytes) throw new QuotaExceededError(project, 'bytes', used, limits.bytes, 0);
+    await setBound(trx, project, used);
   }
 }
 
 /** Write-locks the project's quota row; undefined (and no lock) when the project has no quota. */
-async function lockQuota(trx: Db, project: string): Promise<QuotaLimits | undefined> {
+async function lockQuota(trx: Db, project: string): Promise<(QuotaLimits & { bound: number }) | undefined> {
   const row = await trx
     .updateTable('project_quotas')
     .set({ updated_at: sql<number>`updated_at` })
     .where('project_id', '=', (eb) => eb.selectFrom('projects').select('id').where('name', '=', project))
-    .returning(['bytes_limit', 'repositories_limit'])
+    .returning(['bytes_limit', 'repositories_limit', 'used_bound'])
     .executeTakeFirst();
-  return row ? { bytes: numberOrNull(row.bytes_limit), repositories: numberOrNull(row.repositories_limit) } : undefined;
+  return row ? { bytes: numberOrNull(row.bytes_limit), repositories: numberOrNull(row.repositories_limit), bound: Number(row.used_bound) } : undefined;
 }
 
-async function checkBytes(db: Db, project: string, limit: number, blob: { digest: string; size: number }): Promise<void> {
+async function checkBytes(trx: Db, project: string, limit: number, bound: number, blob: { digest: string; size: number }): Promise<void> {
   // A blob the project already holds adds nothing.
-  const held = await inProject(db.selectFrom('repository_blobs as rb').innerJoin('repositories as r', 'r.id', 'rb.repository_id').select('rb.digest').where('rb.digest', '=', blob.digest), project)
+  const held = await inProject(trx.selectFrom('repository_blobs as rb').innerJoin('repositories as r', 'r.id', 'rb.repository_id').select('rb.digest').where('rb.digest', '=', blob.digest), project)
     .limit(1)
     .executeTakeFirst();
   if (held) return;
-  const used = (await projectUsage(db, project)).bytes;
+  if (bound + blob.size <= limit) return setBound(trx, project, bound + blob.size);
+  const used = (await projectUsage(trx, project)).bytes;
   if (used + blob.size > limit) throw new QuotaExceededError(project, 'bytes', used, limit, blob.size);
+  await setBound(trx, project, used + blob.size);
+}
+
+async function setBound(trx: Db, project: string, bytes: number): Promise<void> {
+  await trx
+    .updateTable('project_quotas')
+    .set({ used_bound: bytes })
+    .where('project_id', '=', (eb) => eb.selectFrom('projects').select('id').where('name', '=', project))
+    .execute();
 }
 
 async function checkRepositories(db: Db, project: string, repositoryId: Id, limit: number): Promise<void> {
