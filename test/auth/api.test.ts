@@ -136,7 +136,7 @@ describe('projects, members and repositories', () => {
     expect(repos.items).toMatchObject([{ name: 'team/web', tags: 1, manifests: 1 }]);
     const tags = await apiOk(app, 'GET', '/repositories/team/web/-/tags', { as: alice });
     expect(tags.items).toEqual([
-      { name: 'v1', digest: image.digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: image.manifest.length + image.config.length + 1000, pushedAt: expect.any(String) },
+      { name: 'v1', digest: image.digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: image.manifest.length + image.config.length + 1000, pushedAt: expect.any(String), pulls: 0, lastPulledAt: null, manifestPulls: 0, manifestLastPulledAt: null },
     ]);
     await apiOk(app, 'DELETE', '/repositories/team/api', { as: alice });
     expect((await api(app, 'GET', '/repositories/team/api', { as: alice })).statusCode).toBe(404);
