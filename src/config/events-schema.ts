@@ -62,4 +62,6 @@ export const eventSettings = [
   { key: 'webhooks.pollInterval', env: 'STOWAGE_WEBHOOKS_POLL_INTERVAL', flag: '--webhooks-poll-interval <duration>', help: 'how often due deliveries are looked for (default 1s)' },
   { key: 'webhooks.retryBase', env: 'STOWAGE_WEBHOOKS_RETRY_BASE', flag: '--webhooks-retry-base <duration>', help: 'first retry delay, doubled each time with jitter (default 5s)' },
   { key: 'webhooks.retryMax', env: 'STOWAGE_WEBHOOKS_RETRY_MAX', flag: '--webhooks-retry-max <duration>', help: 'longest retry delay (default 1h)' },
+  { key: 'webhooks.breakerThreshold', env: 'STOWAGE_WEBHOOKS_BREAKER_THRESHOLD', flag: '--webhooks-breaker-threshold <n>', help: 'consecutive failures that pause a webhook (default 5)' },
+  { key: 'webhooks.breakerCooldown', env: 'STOWAGE_WEBHOOKS_BREAKER_COOLDOWN', flag: '--webhooks-breaker-cooldown <duration>', help: 'how long a paused webhook waits (default 1m)' },
 ] as const;

@@ -181,6 +181,12 @@ export class Dispatcher {
   private async deliver(delivery: ClaimedDelivery): Promise<void> {
     const { webhook, event } = delivery;
     try {
+      // Claimed before the breaker opened (queued behind the concurrency limit): not sent now.
+      const openUntil = this.breakers.get(webhook.id)?.openUntil ?? 0;
+      if (openUntil > this.now()) {
+        await this.events.postpone(delivery.id, delivery.leaseUntil, openUntil);
+        return;
+      }
       const payload = renderPayload(webhook.format, event, { baseUrl: this.options.baseUrl ?? '' });
       const result = await sendDelivery(
         {

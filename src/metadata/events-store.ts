@@ -163,6 +163,8 @@ export interface EventQueries {
   claim(owner: string, limit: number, leaseMs: number, skipWebhooks: string[]): Promise<ClaimedDelivery[]>;
   /** Records an attempt of a claimed delivery; false when the lease was lost meanwhile. */
   finish(id: string, leaseUntil: number, outcome: AttemptOutcome, next: { state: DeliveryState; nextAttemptAt: number | null }): Promise<boolean>;
+  /** Gives a claimed delivery back unattempted, due again at `nextAttemptAt` (e.g. an open breaker). */
+  postpone(id: string, leaseUntil: number, nextAttemptAt: number): Promise<boolean>;
   /**
    * Releases every claim. Only for a node that knows no other dispatcher is alive: an embedded
    * (SQLite) deployment at start-up, whose earlier process may have died holding claims.

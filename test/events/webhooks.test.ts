@@ -221,6 +221,16 @@ describe('events and webhooks', () => {
     expect((await api(app, 'GET', `/webhooks/${systemHook.id}`, { as: ADMIN })).statusCode).toBe(404);
   });
 
+  it('are in the OpenAPI document', async () => {
+    const doc = (await app.get('/api/v1/openapi.json')).json();
+    for (const path of ['/api/v1/webhooks', '/api/v1/webhooks/{id}', '/api/v1/webhooks/{id}/test', '/api/v1/webhooks/{id}/deliveries', '/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver']) {
+      expect(doc.paths, path).toHaveProperty([path]);
+    }
+    expect(Object.keys(doc.paths['/api/v1/webhooks'].post.requestBody.content['application/json'].schema.properties)).toEqual(
+      expect.arrayContaining(['url', 'project', 'events', 'repository', 'tag', 'secret', 'headers', 'format', 'enabled']),
+    );
+  });
+
   it('counts deliveries in /metrics', async () => {
     const metrics = (await app.get('/metrics')).body;
     expect(metrics).toMatch(/stowage_webhook_deliveries_delivered_total\{format="stowage"\} [1-9]/);
@@ -260,5 +270,72 @@ describe('SSRF rule', () => {
     } finally {
       await guarded.cleanup();
     }
+  });
+});
+
+describe('per-webhook limits', () => {
+  let limited: TestApp;
+
+  beforeAll(async () => {
+    limited = await createTestApp({
+      flags: {
+        'webhooks.allowPrivateTargets': 'true',
+        'webhooks.pollInterval': '20ms',
+        'webhooks.concurrency': '2',
+        'webhooks.retryBase': '10ms',
+        'webhooks.retryMax': '10ms',
+        'webhooks.breakerThreshold': '3',
+        'webhooks.breakerCooldown': '1h',
+        'webhooks.timeout': '5s',
+      },
+    });
+    limited.app.dispatcher.start();
+  });
+
+  afterAll(async () => {
+    await limited?.cleanup();
+  });
+
+  async function hook(url: string, repository: string): Promise<any> {
+    const response = await limited.inject({ method: 'POST', url: '/api/v1/webhooks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ url, repository, events: ['tag.moved'] }) });
+    expect(response.statusCode, response.body).toBe(201);
+    return response.json();
+  }
+
+  it('keeps at most webhooks.concurrency requests in flight per webhook', async () => {
+    const r = await receiver();
+    let open = 0;
+    let peak = 0;
+    // Slow answers: the dispatcher would otherwise have many requests open at once.
+    r.fallback = { status: 200, delayMs: 150 };
+    const server = (r as unknown as { server: import('node:http').Server }).server;
+    server.on('request', (_req, res) => {
+      open++;
+      peak = Math.max(peak, open);
+      res.on('close', () => open--);
+    });
+    await hook(r.url, 'par/*');
+    // Ten repositories: nothing orders them, so only the limit holds the requests back.
+    for (let i = 0; i < 10; i++) await limited.pushImage(`par/r${i}`, 'x');
+    await r.waitFor((all) => all.length >= 10, 'ten deliveries');
+    expect(peak).toBe(2);
+  });
+
+  it('opens the circuit breaker after webhooks.breakerThreshold consecutive failures', async () => {
+    const r = await receiver();
+    r.fallback = { status: 500 };
+    const created = await hook(r.url, 'brk/*');
+    for (let i = 0; i < 3; i++) await limited.pushImage(`brk/r${i}`, 'x');
+    await r.waitFor((all) => all.length >= 3, 'three failures');
+    // Retries are due every 10 ms, but the breaker stays open for an hour: after the requests
+    // that were in flight when it opened (at most concurrency - 1 more), nothing is sent.
+    await new Promise((res) => setTimeout(res, 300));
+    const sent = r.received.length;
+    expect(sent).toBeLessThanOrEqual(4);
+    await new Promise((res) => setTimeout(res, 700));
+    expect(r.received).toHaveLength(sent);
+    const items = (await limited.get(`/api/v1/webhooks/${created.id}/deliveries`)).json().items;
+    expect(items.every((d: any) => d.state === 'pending')).toBe(true);
+    expect(items.reduce((n: number, d: any) => n + d.attempts, 0)).toBe(sent);
   });
 });

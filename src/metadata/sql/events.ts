@@ -198,6 +198,16 @@ export class SqlEvents implements EventQueries {
     return result.numUpdatedRows > 0n;
   }
 
+  async postpone(id: string, leaseUntil: number, nextAttemptAt: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('webhook_deliveries')
+      .set({ lease_until: null, lease_owner: null, next_attempt_at: nextAttemptAt })
+      .where('id', '=', id)
+      .where('lease_until', '=', leaseUntil)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   async releaseClaims(): Promise<number> {
     const result = await this.db.updateTable('webhook_deliveries').set({ lease_until: null, lease_owner: null }).where('lease_until', 'is not', null).executeTakeFirst();
     return Number(result.numUpdatedRows);
