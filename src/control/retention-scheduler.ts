@@ -43,7 +43,13 @@ export class RetentionScheduler {
         if (stored.lastRunAt && stored.lastRunAt.getTime() >= slot.getTime()) continue;
         if (!(await this.metadata.retention.claimRun(stored.project, slot))) continue;
         try {
-          const report = await this.service.runScheduled(systemActor('retention'), stored);
+          let logged = Date.now();
+          const report = await this.service.runScheduled(systemActor('retention'), stored, (progress) => {
+            // Long runs say where they are every 10 s.
+            if (Date.now() - logged < 10_000) return;
+            logged = Date.now();
+            this.logger.info({ project: stored.project, ...progress }, 'scheduled retention run in progress');
+          });
           ran.push(stored.project);
           this.logger.info({ project: stored.project, slot, removed: report.removed.length, kept: report.kept.length, skipped: report.skipped.length }, 'scheduled retention run finished');
         } catch (error) {

@@ -106,8 +106,8 @@ export class RetentionService {
   }
 
   /** A scheduled run (the background-jobs process), as the system. */
-  async runScheduled(actor: Actor, stored: StoredRetentionPolicy): Promise<RetentionReport> {
-    return this.execute(actor, stored, false);
+  async runScheduled(actor: Actor, stored: StoredRetentionPolicy, onProgress?: (progress: RetentionProgress) => void): Promise<RetentionReport> {
+    return this.execute(actor, stored, false, onProgress);
   }
 
   /** The server's `retention.schedule`, for policies without their own. */

@@ -69,6 +69,9 @@ describe('project quotas', () => {
     const mounted = await app.post(`/v2/team/app/blobs/uploads/?mount=${sha256(big)}&from=side/src`);
     expect(ociError(mounted, 403, 'DENIED').message).toMatch(refusal(used, 3072));
     expect((await app.head(`/v2/team/app/blobs/${sha256(big)}`)).statusCode).toBe(404);
+    const refusals = await apiOk(app, 'GET', '/audit?action=quota.exceeded&result=denied', { as: ADMIN });
+    expect(refusals.items).toHaveLength(3);
+    expect(refusals.items[0]).toMatchObject({ target: 'team/app', project: 'team', detail: { kind: 'bytes', used, limit: 3072, adding: 1500 } });
   });
 
   it('limit the repository count, also for a manifest push, and free space when blobs are deleted', async () => {

@@ -4,6 +4,7 @@ import type { Actor } from '../../auth/principal.js';
 import type { AuditLog } from '../../control/audit.js';
 import type { EventRecorder } from '../../events/recorder.js';
 import type { PullRecorder } from '../../control/pull-stats.js';
+import { QuotaExceededError } from '../../metadata/housekeeping-store.js';
 import type { RegistryGuard } from '../auth/registry-guard.js';
 import { RegistryError } from '../../registry/errors.js';
 import { ImmutableTagDenied } from '../../registry/manifests.js';
@@ -158,6 +159,10 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
     request.routeLabel = 'unknown';
     throw new RegistryError('NOT_FOUND', 'no such endpoint in the registry API', { path: path.slice(0, 300) });
   } catch (error) {
+    if (error instanceof QuotaExceededError && caller) {
+      const { kind, used, limit, adding } = error;
+      audit.record(caller.actor, { action: 'quota.exceeded', result: 'denied', target: caller.name, detail: { kind, used, limit, adding, method: request.method } });
+    }
     if (error instanceof ImmutableTagDenied && caller) {
       const { rule, digest, tag } = error.refusal;
       audit.record(caller.actor, { action: 'tag.immutable', result: 'denied', target: `${caller.name}:${tag}`, detail: { rule, digest, method: request.method } });

@@ -46,7 +46,8 @@ export class SqlPullStats implements PullStatsQueries {
  * INSERT … SELECT from repositories, so a repository deleted meanwhile is skipped.
  */
 async function upsertCounts(trx: Db, table: 'manifest_pulls' | 'tag_pulls', column: 'digest' | 'tag', counts: Map<string, { count: number; lastAt: number }>): Promise<void> {
-  for (const [key, { count, lastAt }] of counts) {
+  // In key order: nodes flushing at the same time lock shared rows in the same order (no deadlock).
+  for (const [key, { count, lastAt }] of [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const [repository, value] = key.split('\n') as [string, string];
     // The two tables have the same shape but for the key column's name; Kysely cannot type that.
     const into = trx.insertInto(table as 'tag_pulls') as any;
