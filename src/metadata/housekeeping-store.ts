@@ -22,6 +22,12 @@ export interface QuotaQueries {
   /** Replaces a project's limits; false when the project does not exist. */
   set(project: string, limits: QuotaLimits): Promise<boolean>;
   usage(project: string): Promise<ProjectUsage>;
+  /**
+   * Before a blob's bytes are written (no lock): throws QuotaExceededError when linking it into
+   * `repository` would go over the project's byte quota now, so that a refused push stores
+   * nothing. The linking transaction checks again under the lock (the authoritative check).
+   */
+  precheck(repository: string, blob: { digest: string; size: number }): Promise<void>;
 }
 
 export interface PullCount {

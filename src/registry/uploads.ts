@@ -213,6 +213,8 @@ export class UploadService {
    * `uploads.complete` links them. Every write of bytes at a content address must go through here.
    */
   private async storePinned(id: string, repository: string, blob: { digest: string; size: number }, lease: AppendLease | undefined, store: () => Promise<void>): Promise<void> {
+    // Over the project's quota: refused before anything is written (checked again when linking).
+    await this.metadata.quotas.precheck(repository, blob);
     await this.metadata.uploads.reserve(id, repository, blob, lease);
     try {
       await store();

@@ -59,11 +59,13 @@ describe('project quotas', () => {
     expect(error.message).toMatch(refusal(used, 3072));
     expect(error.detail).toEqual({ project: 'team', kind: 'bytes', used, limit: 3072, adding: 1500 });
     expect((await app.head(`/v2/team/app/blobs/${sha256(big)}`)).statusCode).toBe(404);
+    expect(await app.app.blobStore.stat(sha256(big))).toBeNull(); // refused before its bytes were written
 
     const session = await app.startUpload('team/app');
     const patched = await app.patch(session, big, { 'content-range': `0-${big.length - 1}` });
     const completed = await app.put(withQuery(location(patched), { digest: sha256(big) }));
     expect(ociError(completed, 403, 'DENIED').message).toMatch(refusal(used, 3072));
+    expect(await app.app.blobStore.stat(sha256(big))).toBeNull();
 
     await app.pushBlob('side/src', big);
     const mounted = await app.post(`/v2/team/app/blobs/uploads/?mount=${sha256(big)}&from=side/src`);

@@ -81,6 +81,11 @@ describe.each(backends)('quotas on %s', (_name, open) => {
     expect(refused).toBeInstanceOf(QuotaExceededError);
     expect((refused as Error).message).toBe('quota exceeded: used 1500 of 2000 bytes in project team; this push needs 501 more — delete images or ask an owner to raise the quota');
     expect(await store.blobs.getInRepository('team/a', blob(5).digest)).toBeNull();
+    // The check before writing bytes agrees (without a lock), and admits blobs already held.
+    await expect(store.quotas.precheck('team/x', blob(5, 501))).rejects.toMatchObject({ used: 1500, limit: 2000, adding: 501 });
+    await store.quotas.precheck('team/x', blob(5, 500));
+    await store.quotas.precheck('team/x', blob(1));
+    await store.quotas.precheck('other/x', blob(5, 10_000)); // no quota there
     // A blob the project already holds adds nothing (a mount within the project, a new repository).
     await store.blobs.link('team/c', blob(2, 500));
     await store.blobs.link('team/a', blob(6, 500));

@@ -65,6 +65,21 @@ export class SqlQuotas implements QuotaQueries {
   usage(project: string): Promise<ProjectUsage> {
     return projectUsage(this.db, project);
   }
+
+  async precheck(repository: string, blob: { digest: string; size: number }): Promise<void> {
+    const project = projectOf(repository);
+    const row = await this.db
+      .selectFrom('project_quotas as q')
+      .innerJoin('projects as p', 'p.id', 'q.project_id')
+      .select(['q.bytes_limit', 'q.used_bound'])
+      .where('p.name', '=', project)
+      .executeTakeFirst();
+    if (!row || row.bytes_limit === null) return;
+    const limit = Number(row.bytes_limit);
+    if (Number(row.used_bound) + blob.size <= limit || (await holds(this.db, project, blob.digest))) return;
+    const used = (await projectUsage(this.db, project)).bytes;
+    if (used + blob.size > limit) throw new QuotaExceededError(project, 'bytes', used, limit, blob.size);
+  }
 }
 
 /**
@@ -107,15 +122,19 @@ async function lockQuota(trx: Db, project: string): Promise<(QuotaLimits & { bou
 }
 
 async function checkBytes(trx: Db, project: string, limit: number, bound: number, blob: { digest: string; size: number }): Promise<void> {
-  // A blob the project already holds adds nothing.
-  const held = await inProject(trx.selectFrom('repository_blobs as rb').innerJoin('repositories as r', 'r.id', 'rb.repository_id').select('rb.digest').where('rb.digest', '=', blob.digest), project)
-    .limit(1)
-    .executeTakeFirst();
-  if (held) return;
+  if (await holds(trx, project, blob.digest)) return; // a blob the project already holds adds nothing
   if (bound + blob.size <= limit) return setBound(trx, project, bound + blob.size);
   const used = (await projectUsage(trx, project)).bytes;
   if (used + blob.size > limit) throw new QuotaExceededError(project, 'bytes', used, limit, blob.size);
   await setBound(trx, project, used + blob.size);
+}
+
+/** Whether a repository of the project holds the blob (by the digest index). */
+async function holds(db: Db, project: string, digest: string): Promise<boolean> {
+  const row = await inProject(db.selectFrom('repository_blobs as rb').innerJoin('repositories as r', 'r.id', 'rb.repository_id').select('rb.digest').where('rb.digest', '=', digest), project)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 async function setBound(trx: Db, project: string, bytes: number): Promise<void> {
