@@ -9,6 +9,7 @@ import { addLifecycleCommands } from './lifecycle.js';
 import { addHousekeepingCommands } from './housekeeping.js';
 import { addWebhookCommands } from './webhook.js';
 import { addGcCommand } from './gc.js';
+import { addMigrateCommand } from './migrate.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -84,6 +85,7 @@ addLifecycleCommands(program);
 addHousekeepingCommands(program);
 addWebhookCommands(program);
 addGcCommand(program);
+addMigrateCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`stowage: ${(error as Error).stack ?? String(error)}\n`);
