@@ -104,6 +104,19 @@ describe('retention policies', () => {
     expect((await apiOk(app, 'POST', '/projects/team/retention/run', { as: owner, status: 200 })).removed).toEqual([]);
   });
 
+  it('keep what was pulled recently (the pull counts of this process are written before planning)', async () => {
+    const pulled = (await app.pushImage('team/lib', 'pulled')).digest;
+    const idle = (await app.pushImage('team/lib', 'idle')).digest;
+    age(pulled, 3);
+    age(idle, 2);
+    expect((await app.get('/v2/team/lib/manifests/pulled', { accept: 'application/vnd.oci.image.manifest.v1+json' })).statusCode).toBe(200);
+    await apiOk(app, 'PUT', '/projects/team/retention', { as: owner, body: { keepPulledWithin: '1d' }, status: 200 });
+    const dry = await apiOk(app, 'POST', '/projects/team/retention/run?dryRun=true', { as: owner, status: 200 });
+    const reasons = Object.fromEntries([...dry.removed, ...dry.kept].map((d: { digest: string; reason: string }) => [d.digest, d.reason]));
+    expect(reasons[pulled]).toMatch(/^pulled within 1d \(/);
+    expect(reasons[idle]).toBe('tagged, and no keep rule matches');
+  });
+
   it('run on schedule: once per slot across schedulers, not before the first slot after the policy was set', async () => {
     const control = app.app.access.control;
     await apiOk(app, 'PUT', '/projects/team/retention', { as: owner, body: { keepMostRecent: 1, schedule: '0 3 * * *' }, status: 200 });
@@ -116,6 +129,7 @@ describe('retention policies', () => {
     expect(ran.flat()).toEqual(['team']);
     expect(await schedulers[1]!.tick()).toEqual([]);
     expect(await app.tags('team/app')).toEqual(['latest', 'v1']); // keep-me went; v1 is immutable
+    expect(await app.tags('team/lib')).toEqual(['idle']); // the newest of team/lib
     const view = await apiOk(app, 'GET', '/projects/team/retention', { as: dev });
     expect(Date.parse(view.lastRunAt)).toBeGreaterThan(Date.now());
     now += DAY;
