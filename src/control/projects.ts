@@ -103,7 +103,7 @@ export class ProjectService {
   async delete(actor: Actor, name: string, force: boolean): Promise<void> {
     await this.get(actor, name);
     await this.requireOwner(actor, name);
-    const result = await this.store.projects.delete(name, force);
+    const result = await this.store.projects.delete(name, force, this.events?.contextOf(actor));
     if (result === 'not-found') throw notFound(`project ${name}`);
     if (result === 'not-empty') throw new ControlError('conflict', `project ${name} has repositories: delete them first, or delete with force`);
     this.known.clear();

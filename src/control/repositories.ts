@@ -46,7 +46,7 @@ export class RepositoryService {
 
   async delete(actor: Actor, name: string): Promise<void> {
     await this.require(actor, name, 'delete');
-    if (!(await this.store.catalog.deleteRepository(name))) throw notFound(`repository ${name}`);
+    if (!(await this.store.catalog.deleteRepository(name, writeContextOf(actor, this.node)))) throw notFound(`repository ${name}`);
     this.audit.record(actor, { action: 'repository.delete', result: 'success', target: name });
   }
 

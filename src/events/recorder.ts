@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Actor } from '../auth/principal.js';
-import type { EventQueries, EventType, NewEvent } from '../metadata/events-store.js';
+import type { EventQueries, EventType, NewEvent, WriteContext } from '../metadata/events-store.js';
 import { writeContextOf } from './context.js';
 
 export type PullEventMode = 'off' | 'all' | 'sample' | 'aggregate';
@@ -130,6 +130,11 @@ export class EventRecorder {
       }
     });
     return this.writing;
+  }
+
+  /** Who writes and where, for the metadata calls of control-plane changes. */
+  contextOf(actor: Actor): WriteContext {
+    return writeContextOf(actor, this.options.node);
   }
 
   /** The event of "send test event": delivered only to the webhook that asked. */

@@ -1,3 +1,5 @@
+import type { WriteContext } from './events-store.js';
+
 /**
  * Identity and access-control metadata: users, projects, members, robot accounts, tokens,
  * sessions, signing keys, revocations, login failure counters and the audit log. One narrow
@@ -109,7 +111,7 @@ export interface ProjectQueries {
    * the project has content; with it, the project's repositories go too (their manifests, tags
    * and blob links; the bytes stay until garbage collection).
    */
-  delete(name: string, force: boolean): Promise<'deleted' | 'not-found' | 'not-empty'>;
+  delete(name: string, force: boolean, context?: WriteContext): Promise<'deleted' | 'not-found' | 'not-empty'>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,6 +336,9 @@ export interface CatalogQueries {
   names(filter: { query?: string; projects?: string[] }, after: string | undefined, limit: number): Promise<string[]>;
   summaries(names: string[]): Promise<RepositorySummary[]>;
   tags(repository: string, page: OffsetPage): Promise<Paged<TagSummary>>;
-  /** Removes a repository with its manifests, tags, blob links and upload sessions. */
-  deleteRepository(name: string): Promise<boolean>;
+  /**
+   * Removes a repository with its manifests, tags, blob links and upload sessions; their
+   * tag.deleted and artifact.deleted events (by `context`) commit with the removal.
+   */
+  deleteRepository(name: string, context?: WriteContext): Promise<boolean>;
 }

@@ -115,6 +115,33 @@ describe('events and webhooks', () => {
     expect(projectHook.project).toBe('team');
   });
 
+  it('reports the tags and manifests of a repository or project deleted through the API', async () => {
+    const r = await receiver();
+    await addWebhook({ url: r.url, repository: 'gone/*', events: ['tag.deleted', 'artifact.deleted'] });
+    await apiOk(app, 'POST', '/projects', { as: ADMIN, body: { name: 'gone' } });
+    const token = await tokenFor(app, ADMIN, ['repository:gone/a:pull,push', 'repository:gone/b:pull,push']);
+    const push = (repository: string, tag: string) => app.pushImage(repository, tag).then((i) => i.digest);
+    const headers = { authorization: `Bearer ${token}` };
+    const inject = app.inject.bind(app);
+    app.inject = (options) => inject(typeof options === 'object' && String(options.url).startsWith('/v2/gone/') ? { ...options, headers: { ...options.headers, ...headers } } : options);
+    try {
+      const a = await push('gone/a', 'x');
+      const b = await push('gone/b', 'y');
+      await apiOk(app, 'DELETE', '/repositories/gone/a', { as: ADMIN });
+      await r.waitFor((all) => all.length >= 2, 'repository removal events');
+      await apiOk(app, 'DELETE', '/projects/gone?force=true', { as: ADMIN });
+      await r.waitFor((all) => all.length >= 4, 'project removal events');
+      expect(r.received.map((x) => [x.json.type, x.json.repository, x.json.tag, x.json.digest ?? x.json.previousDigest, x.json.actor.name])).toEqual([
+        ['tag.deleted', 'gone/a', 'x', a, 'admin'],
+        ['artifact.deleted', 'gone/a', null, a, 'admin'],
+        ['tag.deleted', 'gone/b', 'y', b, 'admin'],
+        ['artifact.deleted', 'gone/b', null, b, 'admin'],
+      ]);
+    } finally {
+      app.inject = inject;
+    }
+  });
+
   it('renders CloudEvents, the Distribution envelope and Slack messages', async () => {
     const r = await receiver();
     for (const format of ['cloudevents', 'distribution', 'slack']) await addWebhook({ url: `${r.url}/${format}`, format, repository: 'fmt/*', events: ['artifact.pushed'] });

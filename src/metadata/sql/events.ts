@@ -28,6 +28,12 @@ const FAN_OUT_LOCK = 7_007_007;
 export async function writeEvents(trx: Db, events: NewEvent[], now: number, fannedOut = false): Promise<RegistryEvent[]> {
   if (events.length === 0) return [];
   const full = events.map((e) => ({ ...e, id: e.id ?? randomUUID(), at: e.at ?? new Date(now) }));
+  // 16 values a row: chunks stay far below SQLite's limit of bound parameters.
+  for (let i = 0; i < full.length; i += 500) await insertEvents(trx, full.slice(i, i + 500), fannedOut);
+  return full;
+}
+
+async function insertEvents(trx: Db, full: RegistryEvent[], fannedOut: boolean): Promise<void> {
   await trx
     .insertInto('events')
     .values(
@@ -51,7 +57,42 @@ export async function writeEvents(trx: Db, events: NewEvent[], now: number, fann
       })),
     )
     .execute();
-  return full;
+}
+
+/**
+ * Writes the events of removing whole repositories (a repository or a project deleted through the
+ * API): `tag.deleted` for each tag and `artifact.deleted` for each manifest, in the transaction
+ * that removes them (call it before the rows go).
+ */
+export async function writeRepositoryRemovalEvents(trx: Db, repositories: string[], context: WriteContext | undefined, now: number): Promise<void> {
+  for (const repository of repositories) {
+    const [tags, manifests] = await Promise.all([
+      trx
+        .selectFrom('tags as t')
+        .innerJoin('repositories as r', 'r.id', 't.repository_id')
+        .innerJoin('manifests as m', 'm.id', 't.manifest_id')
+        .select(['t.name', 'm.digest', 'm.media_type', 'm.size'])
+        .where('r.name', '=', repository)
+        .orderBy('t.name')
+        .execute(),
+      trx
+        .selectFrom('manifests as m')
+        .innerJoin('repositories as r', 'r.id', 'm.repository_id')
+        .select(['m.digest', 'm.media_type', 'm.size'])
+        .where('r.name', '=', repository)
+        .orderBy('m.id')
+        .execute(),
+    ]);
+    const described = (row: { media_type: string; size: number | string }) => ({ mediaType: row.media_type, size: Number(row.size) });
+    await writeEvents(
+      trx,
+      [
+        ...tags.map((t) => registryEvent('tag.deleted', repository, context, { ...described(t), tag: t.name, previousDigest: t.digest })),
+        ...manifests.map((m) => registryEvent('artifact.deleted', repository, context, { ...described(m), digest: m.digest })),
+      ],
+      now,
+    );
+  }
 }
 
 function isPostgres(db: Db): boolean {

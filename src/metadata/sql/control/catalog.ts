@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import type { CatalogQueries, OffsetPage, Paged, RepositorySummary, TagSummary } from '../../control-store.js';
 import { containsPattern, date, underPrefix, type Db } from './common.js';
+import type { WriteContext } from '../../events-store.js';
+import { writeRepositoryRemovalEvents } from '../events.js';
 
 /** Up to this many projects are matched in SQL; more are filtered while reading. */
 const MAX_PROJECTS_IN_SQL = 50;
@@ -117,9 +119,10 @@ export class SqlCatalog implements CatalogQueries {
     };
   }
 
-  async deleteRepository(name: string): Promise<boolean> {
+  async deleteRepository(name: string, context?: WriteContext): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('uploads').where('repository', '=', name).execute();
+      await writeRepositoryRemovalEvents(trx, [name], context, Date.now());
       // Manifests, tags, their history and blob links go with it (ON DELETE CASCADE).
       const result = await trx.deleteFrom('repositories').where('name', '=', name).executeTakeFirst();
       return result.numDeletedRows > 0n;

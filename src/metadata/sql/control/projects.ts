@@ -10,6 +10,8 @@ import type {
   Role,
 } from '../../control-store.js';
 import type { ProjectTable } from '../control-schema.js';
+import type { WriteContext } from '../../events-store.js';
+import { writeRepositoryRemovalEvents } from '../events.js';
 import { containsPattern, date, id, underPrefix, type Clock, type Db } from './common.js';
 
 type NewProject = { name: string; public: boolean; createdBy: string | null };
@@ -72,7 +74,7 @@ export class SqlProjects implements ProjectQueries {
     return row ? toProject(row) : null;
   }
 
-  async delete(name: string, force: boolean): Promise<'deleted' | 'not-found' | 'not-empty'> {
+  async delete(name: string, force: boolean, context?: WriteContext): Promise<'deleted' | 'not-found' | 'not-empty'> {
     return this.db.transaction().execute(async (trx) => {
       // Writing the row first takes the write lock (SQLite) or the row lock (PostgreSQL).
       const locked = await trx
@@ -100,6 +102,8 @@ export class SqlProjects implements ProjectQueries {
           .executeTakeFirst();
         if (content) return 'not-empty';
       }
+      const repositories = await trx.selectFrom('repositories').select('name').where(inProject('name')).orderBy('name').execute();
+      await writeRepositoryRemovalEvents(trx, repositories.map((r) => r.name), context, Date.now());
       // Manifests, tags, their history and blob links go with the repositories (ON DELETE CASCADE).
       await trx.deleteFrom('repositories').where(inProject('name')).execute();
       await trx.deleteFrom('uploads').where(inProject('repository')).execute();
