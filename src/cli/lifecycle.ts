@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { ControlError } from '../control/errors.js';
-import { garbagePreviewInput } from '../control/garbage.js';
 import { connection, connectionTarget, runWith, say, type ConnectionOptions } from './admin.js';
 
 type Json = Record<string, any>;
@@ -10,7 +9,6 @@ interface LifecycleClient {
   history(repository: string, tag: string): Promise<Json>;
   rollback(repository: string, tag: string, input: { to?: string; steps?: number }): Promise<Json>;
   diff(repository: string, from: string, to: string): Promise<Json>;
-  garbage(grace: string | undefined, onProgress: (count: number, bytes: number) => void): Promise<Json>;
   close(): Promise<void>;
 }
 
@@ -51,7 +49,6 @@ export function addLifecycleCommands(program: Command): void {
       }),
     );
 
-  addGcCommand(program);
   connection(program.command('diff <repository> <from> <to>').description('compare two images of a repository (tags or digests): layers, config, size')).action(
     runWith(open, async (client: LifecycleClient, repository: string, from: string, to: string) => {
       const diff = await client.diff(repository, from, to);
@@ -76,27 +73,6 @@ export function addLifecycleCommands(program: Command): void {
   );
 }
 
-/** `stowage gc --dry-run`: what garbage collection would remove (deletion is not implemented yet). */
-function addGcCommand(program: Command): void {
-  connection(program.command('gc').description('garbage collection: with --dry-run, list the blobs it would remove (only the dry run exists yet)'))
-    .option('--dry-run', 'list what would be removed, remove nothing')
-    .option('--grace <duration>', 'blobs recorded or linked more recently are kept (default 24h)')
-    .action(
-      runWith(open, async (client: LifecycleClient, o: { dryRun?: boolean; grace?: string }) => {
-        if (!o.dryRun) throw new ControlError('invalid', 'only `stowage gc --dry-run` is available yet: online deletion is not implemented (see the README)');
-        const started = Date.now();
-        const tty = process.stderr.isTTY;
-        const result = await client.garbage(o.grace, (count, bytes) => {
-          if (tty) process.stderr.write(`\rscanning: ${count} unreferenced blobs, ${bytes} bytes`);
-        });
-        if (tty) process.stderr.write('\n');
-        for (const blob of result.blobs as Json[]) say(`${blob.digest}  ${blob.size} bytes  since ${blob.createdAt}  linked in ${blob.repositories} repositories`);
-        say(`dry run: ${result.count} blobs, ${result.bytes} bytes would be freed (grace ${Math.round(result.graceMs / 60_000)} min; ${Date.now() - started} ms)${result.truncated ? `; first ${result.blobs.length} listed` : ''}`);
-        return result;
-      }),
-    );
-}
-
 function splitReference(reference: string): [string, string] {
   const colon = reference.lastIndexOf(':');
   if (colon <= 0 || colon === reference.length - 1) throw new ControlError('invalid', `expected <repository>:<tag>, got ${reference}`);
@@ -106,7 +82,7 @@ function splitReference(reference: string): [string, string] {
 async function open(options: ConnectionOptions): Promise<LifecycleClient> {
   const target = connectionTarget(options);
   if ('server' in target) return remote(target.server, target.username, target.password);
-  const [{ pino }, { openMetadataStore }, { openBlobStore }, { createAuthService }, { AuditLog }, { TagHistoryService }, { systemActor }, { userInfo }, { GarbageService }] = await Promise.all([
+  const [{ pino }, { openMetadataStore }, { openBlobStore }, { createAuthService }, { AuditLog }, { TagHistoryService }, { systemActor }, { userInfo }] = await Promise.all([
     import('pino'),
     import('../metadata/index.js'),
     import('../storage/index.js'),
@@ -115,7 +91,6 @@ async function open(options: ConnectionOptions): Promise<LifecycleClient> {
     import('../control/tag-history.js'),
     import('../auth/principal.js'),
     import('node:os'),
-    import('../control/garbage.js'),
   ]);
   const config = target.config;
   const logger = pino({ level: 'warn' }, pino.destination(2));
@@ -134,25 +109,17 @@ async function open(options: ConnectionOptions): Promise<LifecycleClient> {
     // no user name (container without a passwd entry)
   }
   const actor = systemActor(`cli:${name}`);
-  const garbage = new GarbageService(metadata, auth);
   const plain = (value: unknown) => JSON.parse(JSON.stringify(value)) as Json;
   return {
     history: async (repository, tag) => plain(await service.history(actor, repository, tag)),
     rollback: async (repository, tag, input) => plain(await service.rollback(actor, repository, tag, input)),
     diff: async (repository, from, to) => plain(await service.diff(actor, repository, from, to)),
-    garbage: async (grace, onProgress) => plain(await garbage.preview(actor, parseGrace(grace), onProgress)),
     async close() {
       await audit.flush();
       await blobs.close();
       await metadata.close();
     },
   };
-}
-
-function parseGrace(grace: string | undefined): { grace?: number } {
-  const parsed = garbagePreviewInput.safeParse(grace === undefined ? {} : { grace });
-  if (!parsed.success) throw new ControlError('invalid', `--grace: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
-  return parsed.data;
 }
 
 function remote(server: string, username: string, password: string): LifecycleClient {
@@ -170,7 +137,6 @@ function remote(server: string, username: string, password: string): LifecycleCl
     history: (repository, tag) => request(`${tagPath(repository, tag)}/history`),
     rollback: (repository, tag, input) => request(`${tagPath(repository, tag)}/rollback`, input),
     diff: (repository, from, to) => request(`/repositories/${repository}/-/diff?${new URLSearchParams({ from, to }).toString()}`),
-    garbage: (grace) => request(`/gc/preview${grace ? `?${new URLSearchParams({ grace }).toString()}` : ''}`),
     async close() {},
   };
 }
