@@ -98,6 +98,11 @@ describe('project quotas', () => {
     await app.pushManifest('team/app', 'again', manifest);
   });
 
+  it('are in the OpenAPI document, with retention', async () => {
+    const paths = Object.keys((await app.get('/api/v1/openapi.json')).json().paths);
+    for (const path of ['/projects/{name}/quota', '/projects/{name}/usage', '/usage', '/projects/{name}/retention', '/projects/{name}/retention/run']) expect(paths).toContain(`/api/v1${path}`);
+  });
+
   it('list every project for administrators only', async () => {
     expect((await api(app, 'GET', '/usage', { as: owner })).statusCode).toBe(403);
     const all = await apiOk(app, 'GET', '/usage', { as: ADMIN });
