@@ -18,11 +18,21 @@ const subscribable = eventTypes.filter((t) => t !== 'webhook.test') as [EventTyp
 
 const glob = (what: string) => z.string().min(1).max(255).regex(/^[A-Za-z0-9._/*?:-]+$/, `a ${what} pattern (* and ? as wildcards)`);
 
+/** True unless the URL carries a user or password (an unparsable one is reported by the URL check). */
+function withoutCredentials(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return !parsed.username && !parsed.password;
+  } catch {
+    return true;
+  }
+}
+
 const webhookFields = {
   url: z
     .url({ protocol: /^https?$/, error: 'an http:// or https:// URL' })
     .max(2000)
-    .refine((u) => !new URL(u).username && !new URL(u).password, 'credentials in the URL are not allowed: use a secret or headers'),
+    .refine(withoutCredentials, 'credentials in the URL are not allowed: use a secret or headers'),
   events: z.array(z.enum(subscribable, { error: `one of ${subscribable.join(', ')}` })).max(subscribable.length),
   repository: glob('repository').nullable(),
   tag: glob('tag').nullable(),

@@ -138,11 +138,6 @@ export class Dispatcher {
     }
   }
 
-  /** Resolves once nothing is in flight or waiting on this node (tests). */
-  async idle(): Promise<void> {
-    while (this.sending.size > 0) await Promise.all([...this.sending]);
-  }
-
   /**
    * A claim must outlive its queueing and sending: deliveries claimed beyond a webhook's
    * concurrency wait locally, at most CLAIM_BATCH of them, each bounded by the timeout.

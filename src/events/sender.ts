@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { resolveTarget, TargetRefusedError } from './ssrf.js';
 
 /** The most of an answer that is read; the rest is discarded (the connection is closed). */
@@ -109,7 +109,9 @@ export async function sendDelivery(delivery: Delivery, options: SendOptions): Pr
       clearTimeout(timer);
       resolve(result);
     };
-    const req = send(url, { method: 'POST', headers, lookup, servername: url.hostname, agent: false }, (res: IncomingMessage) => {
+    // TLS verifies the certificate against the host name, not the pinned address (SNI: names only).
+    const servername = isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname;
+    const req = send(url, { method: 'POST', headers, lookup, servername, agent: false }, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {

@@ -237,6 +237,9 @@ describe('events and webhooks', () => {
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.fields.map((f: { field: string }) => f.field).sort()).toEqual(['events.0', 'format', 'headers.X-Stowage-Signature', 'url']);
     expect((await api(app, 'POST', '/webhooks', { as: ADMIN, body: { url: 'https://u:p@example.com/' } })).statusCode).toBe(400);
+    const unparsable = await api(app, 'POST', '/webhooks', { as: ADMIN, body: { url: 'not a url' } });
+    expect(unparsable.statusCode).toBe(400);
+    expect(unparsable.json().error.fields).toEqual([{ field: 'url', message: 'an http:// or https:// URL' }]);
     expect((await api(app, 'POST', '/webhooks', { as: dev, body: { url: 'https://example.com/', project: 'team' } })).statusCode).toBe(403);
     expect((await api(app, 'POST', '/webhooks', { as: owner, body: { url: 'https://example.com/' } })).statusCode).toBe(403);
     expect((await api(app, 'GET', '/webhooks', { as: owner })).statusCode).toBe(403);
