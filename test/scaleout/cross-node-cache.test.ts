@@ -1,0 +1,107 @@
+// Per-node caches never answer for content deleted through another node: node B keeps being
+// read (tag list, manifest by tag and digest, blob HEAD and GET) while node A deletes, and every
+// read on B that starts after A's delete has answered sees the deletion. Node B's caches are
+// warm beforehand (the tag list keeps a per-process copy of each repository's tag names).
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mediaTypes } from '../support/http-app.js';
+import { makeImage, pushBlob, pushImage, startScaleOut, type ScaleOut } from '../support/scaleout.js';
+
+let cluster: ScaleOut;
+let a: string;
+let b: string;
+
+beforeAll(async () => {
+  cluster = await startScaleOut('cross-node-cache', 2);
+  [a, b] = cluster.nodes.map((n) => n.url) as [string, string];
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+interface Read {
+  startedAfterDelete: boolean;
+  status: number;
+  tags?: string[];
+}
+
+/**
+ * Reads `read` on node B in a loop while `remove` runs on node A, and until 20 more reads have
+ * started after it answered (bounded in count, not in time). Resolves to every read, each
+ * marked with whether it started after the delete's answer.
+ */
+async function readWhileDeleting(read: () => Promise<Omit<Read, 'startedAfterDelete'>>, remove: () => Promise<number>): Promise<{ reads: Read[]; deleteStatus: number }> {
+  let deleted = false;
+  let after = 0;
+  const reads: Read[] = [];
+  const reader = (async () => {
+    while (after < 20) {
+      const startedAfterDelete = deleted;
+      if (startedAfterDelete) after++;
+      reads.push({ startedAfterDelete, ...(await read()) });
+    }
+  })();
+  // Let a few reads pass before deleting, so that B's caches are in use.
+  while (reads.length < 3) await new Promise((ok) => setTimeout(ok, 5));
+  const deleteStatus = await remove();
+  deleted = true;
+  await reader;
+  return { reads, deleteStatus };
+}
+
+describe('per-node caches and deletes through another node', () => {
+  it('a tag deleted through A is gone from the tag list and by name on B at once', async () => {
+    const repo = 'cache/tags';
+    const image = makeImage('tags', [randomBytes(1000)]);
+    for (const tag of ['v1', 'v2', 'v3']) await pushImage([a], a, repo, image, tag);
+    const { reads, deleteStatus } = await readWhileDeleting(
+      async () => {
+        const res = await fetch(`${b}/v2/${repo}/tags/list`);
+        return { status: res.status, tags: ((await res.json()) as { tags: string[] }).tags };
+      },
+      async () => (await fetch(`${a}/v2/${repo}/manifests/v2`, { method: 'DELETE' })).status,
+    );
+    expect(deleteStatus).toBe(202);
+    expect(reads.some((r) => !r.startedAfterDelete && r.tags?.includes('v2'))).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.tags).toEqual(['v1', 'v3']);
+    expect((await fetch(`${b}/v2/${repo}/manifests/v2`, { headers: { accept: mediaTypes.ociManifest } })).status).toBe(404);
+  });
+
+  it('a manifest deleted through A is not served by tag or digest on B, at once', async () => {
+    const repo = 'cache/manifests';
+    const image = makeImage('manifests', [randomBytes(1500)]);
+    await pushImage([a], a, repo, image, 'latest');
+    const { reads, deleteStatus } = await readWhileDeleting(
+      async () => {
+        const [byTag, byDigest] = await Promise.all(
+          ['latest', image.digest].map((ref) => fetch(`${b}/v2/${repo}/manifests/${ref}`, { headers: { accept: mediaTypes.ociManifest } })),
+        );
+        await Promise.all([byTag!.arrayBuffer(), byDigest!.arrayBuffer()]);
+        // Both or neither: report the worse one.
+        return { status: byTag!.status === 200 || byDigest!.status === 200 ? 200 : byTag!.status };
+      },
+      async () => (await fetch(`${a}/v2/${repo}/manifests/${image.digest}`, { method: 'DELETE' })).status,
+    );
+    expect(deleteStatus).toBe(202);
+    expect(reads.some((r) => !r.startedAfterDelete && r.status === 200)).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.status).toBe(404);
+  });
+
+  it('a blob deleted through A answers 404 to HEAD and GET on B, at once', async () => {
+    const repo = 'cache/blobs';
+    const digest = await pushBlob(a, repo, randomBytes(4000));
+    const { reads, deleteStatus } = await readWhileDeleting(
+      async () => {
+        const head = await fetch(`${b}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' });
+        const get = await fetch(`${b}/v2/${repo}/blobs/${digest}`);
+        await get.arrayBuffer();
+        return { status: head.status === 200 || get.status === 200 ? 200 : head.status };
+      },
+      async () => (await fetch(`${a}/v2/${repo}/blobs/${digest}`, { method: 'DELETE' })).status,
+    );
+    expect(deleteStatus).toBe(202);
+    expect(reads.some((r) => !r.startedAfterDelete && r.status === 200)).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.status).toBe(404);
+  });
+});
