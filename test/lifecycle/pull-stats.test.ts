@@ -1,16 +1,10 @@
 // Pull statistics: counted in memory on the request path, written in batches; the counters on
 // SQLite and PostgreSQL; shown on the management API's tag listing.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PullRecorder } from '../../src/control/pull-stats.js';
 import type { PullIncrement, PullStatsQueries } from '../../src/metadata/housekeeping-store.js';
-import type { MetadataStore } from '../../src/metadata/metadata-store.js';
-import { openPostgresMetadataStore } from '../../src/metadata/sql/postgres.js';
-import { openSqliteMetadataStore } from '../../src/metadata/sql/sqlite.js';
 import { createTestApp, type TestApp } from '../support/http-app.js';
-import { createDatabase } from '../support/services.js';
+import { metadataBackends, type MetadataBackend } from '../support/metadata-backends.js';
 
 /** A store that only counts the writes it receives. */
 function countingStore(): PullStatsQueries & { batches: PullIncrement[][] } {
@@ -60,34 +54,17 @@ describe('PullRecorder', () => {
   });
 });
 
-const backends: [string, () => Promise<{ store: MetadataStore; cleanup(): Promise<void> }>][] = [
-  [
-    'SQLite',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'stowage-pulls-'));
-      const store = await openSqliteMetadataStore(join(dir, 'metadata.db'));
-      return { store, cleanup: async () => (await store.close(), await rm(dir, { recursive: true, force: true })) };
-    },
-  ],
-  [
-    'PostgreSQL',
-    async () => {
-      const database = await createDatabase('pulls');
-      const store = await openPostgresMetadataStore(database.url, { poolSize: 2 });
-      return { store, cleanup: async () => (await store.close(), await database.drop()) };
-    },
-  ],
-];
+const backends = metadataBackends('pulls');
 
 describe.each(backends)('pull counters on %s', (_name, open) => {
-  let backend: Awaited<ReturnType<(typeof backends)[0][1]>>;
+  let backend: MetadataBackend;
   beforeAll(async () => {
     backend = await open();
   }, 60_000);
   afterAll(async () => backend?.cleanup());
 
   it('add up across batches, keep the latest time, and skip repositories that do not exist', async () => {
-    const { store } = backend;
+    const store = backend.stores[0]!;
     await store.blobs.link('team/app', { digest: `sha256:${'1'.repeat(64)}`, size: 1 });
     const d = `sha256:${'a'.repeat(64)}`;
     await store.pulls.add([

@@ -1,45 +1,11 @@
 // Quota accounting in the metadata store, on SQLite and PostgreSQL: unique blobs per project,
 // refusals inside the linking transaction, exactness under concurrent links and unlinks.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QuotaExceededError } from '../../src/metadata/housekeeping-store.js';
 import type { MetadataStore, NewManifest } from '../../src/metadata/metadata-store.js';
-import { openPostgresMetadataStore } from '../../src/metadata/sql/postgres.js';
-import { openSqliteMetadataStore } from '../../src/metadata/sql/sqlite.js';
-import { createDatabase } from '../support/services.js';
+import { metadataBackends, type MetadataBackend } from '../support/metadata-backends.js';
 
-interface Backend {
-  /** Stores on one database: one for SQLite (one writer), several pools for PostgreSQL (several nodes). */
-  stores: MetadataStore[];
-  cleanup(): Promise<void>;
-}
-
-const backends: [string, () => Promise<Backend>][] = [
-  [
-    'SQLite',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'stowage-quota-'));
-      const store = await openSqliteMetadataStore(join(dir, 'metadata.db'));
-      return { stores: [store], cleanup: async () => (await store.close(), await rm(dir, { recursive: true, force: true })) };
-    },
-  ],
-  [
-    'PostgreSQL',
-    async () => {
-      const database = await createDatabase('quota');
-      const stores = await Promise.all([0, 1, 2].map(() => openPostgresMetadataStore(database.url, { poolSize: 4 })));
-      return {
-        stores,
-        cleanup: async () => {
-          for (const store of stores) await store.close();
-          await database.drop();
-        },
-      };
-    },
-  ],
-];
+const backends = metadataBackends('quota');
 
 function blob(n: number, size = 1000) {
   return { digest: `sha256:${n.toString(16).padStart(64, '0')}`, size };
@@ -51,7 +17,7 @@ function manifest(n: number, blobs: string[]): NewManifest {
 }
 
 describe.each(backends)('quotas on %s', (_name, open) => {
-  let backend: Backend;
+  let backend: MetadataBackend;
   let store: MetadataStore;
 
   beforeAll(async () => {

@@ -1,37 +1,9 @@
 // What a retention run reads, and the scheduled-run claim, on SQLite and PostgreSQL.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MetadataStore, NewManifest } from '../../src/metadata/metadata-store.js';
-import { openPostgresMetadataStore } from '../../src/metadata/sql/postgres.js';
-import { openSqliteMetadataStore } from '../../src/metadata/sql/sqlite.js';
-import { createDatabase } from '../support/services.js';
+import { metadataBackends, type MetadataBackend } from '../support/metadata-backends.js';
 
-const backends: [string, () => Promise<{ stores: MetadataStore[]; cleanup(): Promise<void> }>][] = [
-  [
-    'SQLite',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'stowage-retention-'));
-      const store = await openSqliteMetadataStore(join(dir, 'metadata.db'));
-      return { stores: [store], cleanup: async () => (await store.close(), await rm(dir, { recursive: true, force: true })) };
-    },
-  ],
-  [
-    'PostgreSQL',
-    async () => {
-      const database = await createDatabase('retention');
-      const stores = await Promise.all([0, 1, 2].map(() => openPostgresMetadataStore(database.url, { poolSize: 2 })));
-      return {
-        stores,
-        cleanup: async () => {
-          for (const store of stores) await store.close();
-          await database.drop();
-        },
-      };
-    },
-  ],
-];
+const backends = metadataBackends('retention');
 
 const layer = { digest: `sha256:${'1'.repeat(64)}`, size: 10 };
 
@@ -41,7 +13,7 @@ function manifest(n: number, extra: Partial<NewManifest> = {}): NewManifest {
 }
 
 describe.each(backends)('retention queries on %s', (_name, open) => {
-  let backend: Awaited<ReturnType<(typeof backends)[0][1]>>;
+  let backend: MetadataBackend;
   let store: MetadataStore;
   beforeAll(async () => {
     backend = await open();
