@@ -38,12 +38,17 @@ interface Blob {
 export class GcStress {
   readonly report: StressReport = { pushes: 0, blobRaces: 0, mounts: 0, tagDeletes: 0, pulls: 0, garbagePushed: 0, gcRuns: 0, blobsFreed: 0, failures: [] };
   private readonly shared: Blob[];
+  /** Blobs pushed again and again without staying referenced: queued for deletion while pushed. */
+  private readonly recycled: Blob[];
 
   constructor(private readonly urls: string[]) {
-    this.shared = Array.from({ length: 8 }, () => {
-      const content = randomBytes(2048 + Math.floor(Math.random() * 14_000));
-      return { digest: sha256(content), content };
-    });
+    const blobs = (n: number) =>
+      Array.from({ length: n }, () => {
+        const content = randomBytes(2048 + Math.floor(Math.random() * 14_000));
+        return { digest: sha256(content), content };
+      });
+    this.shared = blobs(8);
+    this.recycled = blobs(6);
   }
 
   /** Clients and back-to-back GC runs until `durationMs` has passed. */
@@ -116,7 +121,8 @@ export class GcStress {
     return { manifest, digest: sha256(manifest), blobs };
   }
 
-  private async pushImage(repository: string, tag: string, layers?: Blob[]): Promise<void> {
+  /** Pushes an image, tagged, or by digest when `tag` is null; resolves to its digest. */
+  private async pushImage(repository: string, tag: string | null, layers?: Blob[]): Promise<string> {
     const chosen = layers ?? [pick(this.shared), pick(this.shared), ...(Math.random() < 0.5 ? [this.unique()] : [])];
     const image = this.image([...new Map(chosen.map((l) => [l.digest, l])).values()]);
     const url = pick(this.urls);
@@ -126,7 +132,7 @@ export class GcStress {
       await this.uploadBlob(pick(this.urls), repository, blob);
     }
     for (let attempt = 1; ; attempt++) {
-      const res = await fetch(`${pick(this.urls)}/v2/${repository}/manifests/${tag}`, { method: 'PUT', body: new Uint8Array(image.manifest), headers: { 'content-type': MANIFEST } });
+      const res = await fetch(`${pick(this.urls)}/v2/${repository}/manifests/${tag ?? image.digest}`, { method: 'PUT', body: new Uint8Array(image.manifest), headers: { 'content-type': MANIFEST } });
       if (res.status === 201) break;
       const body = await res.text();
       if (res.status === 400 && body.includes('MANIFEST_BLOB_UNKNOWN') && attempt < 4) {
@@ -139,6 +145,7 @@ export class GcStress {
       throw new Error(`manifest PUT ${repository}:${tag} answered ${res.status}: ${body}`);
     }
     this.report.pushes += 1;
+    return image.digest;
   }
 
   private unique(): Blob {
@@ -186,18 +193,21 @@ export class GcStress {
     else if (res.status !== 404) throw new Error(`tag delete answered ${res.status}: ${await res.text()}`);
   }
 
-  /** Loose blobs and untagged manifests deleted again: garbage for the collector. */
+  /**
+   * Garbage for the collector: loose blobs (some pushed again and again, so that they are queued
+   * for deletion or being deleted while pushed: the rescue), and untagged images with such a
+   * layer, pulled whole right after their push and then deleted.
+   */
   private async pushGarbage(repository: string): Promise<void> {
-    const url = pick(this.urls);
-    if (Math.random() < 0.5) {
-      await this.uploadBlob(url, repository, this.unique());
+    const roll = Math.random();
+    if (roll < 0.35) {
+      await this.uploadBlob(pick(this.urls), repository, pick(this.recycled));
+    } else if (roll < 0.6) {
+      await this.uploadBlob(pick(this.urls), repository, this.unique());
     } else {
-      const image = this.image([this.unique()]);
-      for (const blob of image.blobs) await this.uploadBlob(url, repository, blob);
-      const put = await fetch(`${url}/v2/${repository}/manifests/${image.digest}`, { method: 'PUT', body: new Uint8Array(image.manifest), headers: { 'content-type': MANIFEST } });
-      if (put.status === 400 && (await put.text()).includes('MANIFEST_BLOB_UNKNOWN')) return; // collected meanwhile (grace 1 s): fine, it is garbage anyway
-      if (put.status !== 201 && put.status !== 400) throw new Error(`garbage manifest PUT answered ${put.status}`);
-      const del = await fetch(`${pick(this.urls)}/v2/${repository}/manifests/${image.digest}`, { method: 'DELETE' });
+      const digest = await this.pushImage(repository, null, [pick(this.recycled), ...(Math.random() < 0.5 ? [pick(this.shared)] : [])]);
+      await this.pullTag(pick(this.urls), repository, digest, true);
+      const del = await fetch(`${pick(this.urls)}/v2/${repository}/manifests/${digest}`, { method: 'DELETE' });
       if (del.status !== 202) throw new Error(`manifest delete answered ${del.status}`);
     }
     this.report.garbagePushed += 1;
