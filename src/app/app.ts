@@ -16,6 +16,7 @@ import { openBlobStore } from '../storage/index.js';
 import { nodeName } from '../events/context.js';
 import { Dispatcher } from '../events/dispatcher.js';
 import { dispatcherOptions } from '../events/settings.js';
+import { createTracing, traceRequests, withTracing } from '../tracing/instrument.js';
 
 export interface App {
   http: FastifyInstance;
@@ -37,11 +38,17 @@ export interface App {
 /** The composition root: builds drivers, the domain and the HTTP server from the config. */
 export async function createApp(config: ResolvedConfig, logger: Logger): Promise<App> {
   await mkdir(config.dataDir, { recursive: true });
-  const metadata = await openMetadataStore(config);
-  const blobStore = await openBlobStore(config).catch(async (error: unknown) => {
-    await metadata.close();
-    throw error;
-  });
+  // OpenTelemetry (tracing.otlpEndpoint): a span per request, child spans per driver call.
+  const tracing = createTracing(config.tracing, logger);
+  const metadata = withTracing(tracing, await openMetadataStore(config), 'metadata');
+  const blobStore = withTracing(
+    tracing,
+    await openBlobStore(config).catch(async (error: unknown) => {
+      await metadata.close();
+      throw error;
+    }),
+    'storage',
+  );
   const registry = createRegistry(blobStore, metadata, nodeName(config.node.name));
   const metrics = new Metrics({
     uploadsInProgress: () => metadata.uploads.count(),
@@ -65,6 +72,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     hstsMaxAge: Math.floor(config.tls.hsts / 1000),
     trustedProxies: config.trustedProxies,
   });
+  if (tracing) traceRequests(http, tracing.tracer);
 
   const purgeUploads = async () => {
     try {
@@ -133,6 +141,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
         await access.close();
         await blobStore.close();
         await metadata.close();
+        await tracing?.flush();
       }
     },
   };

@@ -6,6 +6,7 @@ import { gcSchema, gcSettings } from './gc-schema.js';
 import { boolean, duration } from './primitives.js';
 import { retentionSchema, retentionSettings } from './retention-schema.js';
 import { eventSettings, eventsSchema, nodeSchema, webhooksSchema } from './events-schema.js';
+import { tracingSchema, tracingSettings } from './tracing-schema.js';
 
 export { duration };
 
@@ -49,6 +50,7 @@ export const configSchema = z
     node: nodeSchema,
     events: eventsSchema,
     webhooks: webhooksSchema,
+    tracing: tracingSchema,
   })
   .strict();
 
@@ -74,4 +76,5 @@ export const settings = [
   ...retentionSettings,
   ...gcSettings,
   ...eventSettings,
+  ...tracingSettings,
 ] as const;
