@@ -28,6 +28,7 @@ import {
   type ImageManifest,
 } from '../support/images.js';
 import { startStowage, type RunningStowage } from '../support/stowage.js';
+import { e2eBackendEnv } from '../support/e2e-backend.js';
 import { basicAuth, manageRegistry } from '../support/registry-admin.js';
 import * as http from './registry-http.js';
 
@@ -351,7 +352,7 @@ async function pushAndPull(client: ClientDriver, kind: Kind, format: Format): Pr
 
 beforeAll(async () => {
   await ensureTools('skopeo', 'podman', 'buildah', 'ctr', 'containerd', 'umoci', 'unshare');
-  registry = await startStowage({ env: { STOWAGE_AUTH: 'token', STOWAGE_ADMIN_PASSWORD: ADMIN.password, STOWAGE_AUTH_BASIC: 'true' } });
+  registry = await startStowage({ env: { ...(await e2eBackendEnv('e2e-clients')), STOWAGE_AUTH: 'token', STOWAGE_ADMIN_PASSWORD: ADMIN.password, STOWAGE_AUTH_BASIC: 'true' } });
   checks = { url: registry.url, authorization: basicAuth(ADMIN) };
   await manage('POST', '/users', { name: USER.username, password: USER.password });
   await manage('POST', '/projects', { name: PROJECT });
