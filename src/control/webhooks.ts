@@ -119,6 +119,7 @@ export class WebhookService {
   /** Queues a `webhook.test` event for this webhook only; the dispatcher sends it like any other. */
   async test(actor: Actor, id: string): Promise<DeliveryRecord> {
     const webhook = await this.get(actor, id);
+    if (!webhook.enabled) throw new ControlError('conflict', `webhook ${id} is disabled: enable it first (PATCH {"enabled": true})`);
     const delivery = await this.metadata.webhooks.enqueueTest(id, this.events.testEvent(actor, webhook.project));
     this.audit.record(actor, { action: 'webhook.test', result: 'success', target: `webhook ${id}`, project: webhook.project });
     return delivery;

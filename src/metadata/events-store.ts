@@ -156,7 +156,7 @@ export interface EventQueries {
    */
   fanOut(limit: number, matches: (webhook: WebhookRecord, event: RegistryEvent) => boolean): Promise<number>;
   /**
-   * Claims due deliveries for `leaseMs`: at most `limit`, none of webhooks in `skipWebhooks`, and
+   * Claims due deliveries for `leaseMs`: at most `limit`, none of disabled webhooks or of those in `skipWebhooks`, and
    * only the oldest unfinished delivery of each (webhook, repository), so that a repository's
    * events reach each webhook in order. Concurrent claimers (other nodes) never get the same row.
    */

@@ -219,6 +219,31 @@ describe('events and webhooks', () => {
     expect(r.received[0]!.headers['x-stowage-event']).toBe('webhook.test');
   });
 
+  it("holds a disabled webhook's pending deliveries until it is enabled again, and sends it nothing new", async () => {
+    const r = await receiver();
+    r.script.push({ status: 500 });
+    const hook = await addWebhook({ url: r.url, repository: 'off/*', events: ['tag.moved'] });
+    const token = await tokenFor(app, ADMIN, ['repository:off/app:pull,push']);
+    const inject = app.inject.bind(app);
+    app.inject = (options) => inject(typeof options === 'object' && String(options.url).startsWith('/v2/off/') ? { ...options, headers: { ...options.headers, authorization: `Bearer ${token}` } } : options);
+    try {
+      await app.pushImage('off/app', 'x');
+      await r.waitFor((all) => all.length === 1, 'the first, failed attempt');
+      await apiOk(app, 'PATCH', `/webhooks/${hook.id}`, { as: ADMIN, body: { enabled: false }, status: 200 });
+      expect((await api(app, 'POST', `/webhooks/${hook.id}/test`, { as: ADMIN })).statusCode).toBe(409);
+      await app.pushImage('off/app', 'y');
+    } finally {
+      app.inject = inject;
+    }
+    // Retries are due every 50 to 200 ms, but nothing is sent while the webhook is off.
+    await new Promise((res) => setTimeout(res, 600));
+    expect(r.received).toHaveLength(1);
+    await apiOk(app, 'PATCH', `/webhooks/${hook.id}`, { as: ADMIN, body: { enabled: true }, status: 200 });
+    await r.waitFor((all) => all.length === 2, 'the held delivery');
+    await new Promise((res) => setTimeout(res, 300));
+    expect(r.received.map((x) => x.json.tag)).toEqual(['x', 'x']);
+  });
+
   it('never shows a secret: not in the API, the list, nor the audit log', async () => {
     const hook = await addWebhook({ url: 'https://hooks.example.com/x', secret: SECRET, headers: { 'X-Team': 'a' } });
     expect(hook.hasSecret).toBe(true);

@@ -161,6 +161,8 @@ export class SqlEvents implements EventQueries {
         .where('d.state', '=', 'pending')
         .where('d.next_attempt_at', '<=', at)
         .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<', at)]))
+        // A disabled webhook's deliveries wait until it is enabled again.
+        .where('d.webhook_id', 'in', (eb) => eb.selectFrom('webhooks').select('id').where('enabled', '=', 1))
         // A repository's events reach a webhook in order: only the oldest unfinished one is due.
         .where(({ not, exists, selectFrom }) =>
           not(
