@@ -115,7 +115,9 @@ export class Authorizer {
     if (principal.kind === 'user' && principal.personalToken && !principal.personalToken.api) return [];
     const granted: string[] = [];
     const project = access.actions.some((a) => a !== 'create') ? await this.source.project(access.name) : null;
-    const role = project && principal.kind === 'user' ? await this.source.role(project.id, principal.id) : null;
+    // Administrators need no membership (and the system actor of the CLI and of open access has no
+    // user id to look up: PostgreSQL would refuse '' as a bigint).
+    const role = project && principal.kind === 'user' && !isAdmin(principal) ? await this.source.role(project.id, principal.id) : null;
     for (const action of access.actions) {
       if (action === 'create' && this.canCreateProjects(principal)) granted.push(action);
       if (!project) continue;
