@@ -73,7 +73,8 @@ export function eventsMigration(t: ColumnTypes): Migration {
         .addColumn('delivered_at', t.int64)
         .execute();
       await db.schema.createIndex('webhook_deliveries_due_idx').on('webhook_deliveries').columns(['state', 'next_attempt_at']).execute();
-      await db.schema.createIndex('webhook_deliveries_order_idx').on('webhook_deliveries').columns(['webhook_id', 'ordering_key', 'id']).execute();
+      // The claim's ordering check: unfinished deliveries of one webhook and repository, by event.
+      await db.schema.createIndex('webhook_deliveries_order_idx').on('webhook_deliveries').columns(['webhook_id', 'ordering_key', 'state', 'event_seq']).execute();
       await db.schema.createIndex('webhook_deliveries_event_idx').on('webhook_deliveries').column('event_seq').execute();
     },
     async down(db: Kysely<any>): Promise<void> {
