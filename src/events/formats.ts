@@ -73,10 +73,11 @@ const distributionActions: Partial<Record<RegistryEvent['type'], string>> = {
  */
 function distributionEvent(event: RegistryEvent, origin: PayloadOrigin) {
   const reference = event.digest ?? event.previousDigest;
+  const action = distributionActions[event.type] ?? `stowage.${event.type}`;
   return {
     id: event.id,
     timestamp: event.at.toISOString(),
-    action: distributionActions[event.type] ?? `stowage.${event.type}`,
+    action,
     target: {
       mediaType: event.mediaType ?? undefined,
       size: event.size ?? undefined,
@@ -86,11 +87,14 @@ function distributionEvent(event: RegistryEvent, origin: PayloadOrigin) {
       url: event.repository && reference ? `${origin.baseUrl}/v2/${event.repository}/manifests/${reference}` : undefined,
       tag: event.tag ?? undefined,
     },
-    request: { id: event.id, addr: event.address ?? undefined, host: hostOf(origin.baseUrl), method: undefined, useragent: undefined },
+    // The request that caused it: its method follows from the action (the user agent is not kept).
+    request: { id: event.id, addr: event.address ?? undefined, host: hostOf(origin.baseUrl), method: requestMethods[action], useragent: undefined },
     actor: { name: event.actor ?? undefined },
     source: { addr: event.node ?? undefined, instanceID: event.node ?? undefined },
   };
 }
+
+const requestMethods: Record<string, string> = { push: 'PUT', pull: 'GET', delete: 'DELETE' };
 
 function hostOf(baseUrl: string): string | undefined {
   try {

@@ -158,7 +158,7 @@ describe('events and webhooks', () => {
     expect(dist.json.events[0]).toMatchObject({
       action: 'push',
       target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.digest, size: image.manifest.length, length: image.manifest.length, repository: 'fmt/app', tag: '1.0' },
-      request: { addr: '127.0.0.1' },
+      request: { addr: '127.0.0.1', method: 'PUT' },
       actor: { name: 'admin' },
       source: { instanceID: 'node-t' },
     });
