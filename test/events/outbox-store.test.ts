@@ -134,5 +134,21 @@ for (const [name, open] of backends) {
       expect(next.map((c) => [c.event.type, c.event.repository])).toEqual([['tag.moved', first.event.repository]]);
       expect(await store.events.claim('node-y', 100, 60_000, [all.id])).toEqual([]);
     });
+
+    it('purges old events with their finished deliveries, and keeps what is pending', async () => {
+      await store.webhooks.create({ project: null, url: 'https://a.example/', events: ['artifact.pushed'], repository: null, tag: null, format: 'stowage', headers: {}, enabled: true, secret: null, createdBy: null });
+      for (const repository of ['team/x', 'team/y']) {
+        await store.blobs.link(repository, layer);
+        await store.manifests.put(repository, manifest(repository), undefined, { context });
+      }
+      await store.events.fanOut(100, webhookWants);
+      const [done] = await store.events.claim('n', 1, 60_000, []);
+      await store.events.finish(done!.id, done!.leaseUntil, { status: 200, error: null, latencyMs: 1, response: null }, { state: 'delivered', nextAttemptAt: null });
+      expect(await store.events.purge(new Date(Date.now() - 60_000))).toBe(0);
+      // One finished delivery and its event go; the pending one and its event stay.
+      expect(await store.events.purge(new Date(Date.now() + 60_000))).toBe(2);
+      expect((await store.events.recent(10)).map((e) => e.repository)).toEqual([done!.event.repository === 'team/x' ? 'team/y' : 'team/x']);
+      expect(await store.events.pendingCount()).toBe(1);
+    });
   });
 }
