@@ -118,6 +118,8 @@ describe('events and webhooks', () => {
   it('reports the tags and manifests of a repository or project deleted through the API', async () => {
     const r = await receiver();
     await addWebhook({ url: r.url, repository: 'gone/*', events: ['tag.deleted', 'artifact.deleted'] });
+    const projects = await receiver();
+    await addWebhook({ url: projects.url, events: ['project.created', 'project.deleted'] });
     await apiOk(app, 'POST', '/projects', { as: ADMIN, body: { name: 'gone' } });
     const token = await tokenFor(app, ADMIN, ['repository:gone/a:pull,push', 'repository:gone/b:pull,push']);
     const push = (repository: string, tag: string) => app.pushImage(repository, tag).then((i) => i.digest);
@@ -136,6 +138,11 @@ describe('events and webhooks', () => {
         ['artifact.deleted', 'gone/a', null, a, 'admin'],
         ['tag.deleted', 'gone/b', 'y', b, 'admin'],
         ['artifact.deleted', 'gone/b', null, b, 'admin'],
+      ]);
+      await projects.waitFor((all) => all.length >= 2, 'project events');
+      expect(projects.received.map((x) => [x.json.type, x.json.project, x.json.actor.name, x.json.detail])).toEqual([
+        ['project.created', 'gone', 'admin', { public: false }],
+        ['project.deleted', 'gone', 'admin', { force: true }],
       ]);
     } finally {
       app.inject = inject;
