@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { mediaTypes } from '../support/http-app.js';
+import { mediaTypes, sha256 } from '../support/http-app.js';
 import { makeImage, pullImage, pushBlob, pushImage, putManifest, bytes, type TestImage } from '../support/scaleout.js';
 import { createDatabase, databaseUrl, postgresService, s3Service, scaleOutEnv, uniqueBucket, type TestDatabase } from '../support/services.js';
 import { startStowage, type RunningStowage } from '../support/stowage.js';
@@ -78,8 +78,11 @@ describe('dependency failures on a scale-out node', () => {
     await pushImage([node.url], node.url, 'faults/app', before, 'before');
 
     s3Proxy.setMode('refuse');
+    // A right digest: the node verifies a small blob before it writes it (a wrong one is a 400
+    // without touching the object store).
+    const content = randomBytes(1000);
     const upload = await timed(() =>
-      fetch(`${node.url}/v2/faults/app/blobs/uploads/?digest=sha256:${'0'.repeat(64)}`, { method: 'POST', body: bytes(randomBytes(1000)) }),
+      fetch(`${node.url}/v2/faults/app/blobs/uploads/?digest=${sha256(content)}`, { method: 'POST', body: bytes(content) }),
     );
     expect(upload).toMatchObject({ status: 503, code: 'UNAVAILABLE', dependency: 'storage' });
     expect(upload.ms).toBeLessThan(10_000);
