@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { ControlError } from '../control/errors.js';
 import { garbagePreviewInput } from '../control/garbage.js';
 import { connection, connectionTarget, runWith, say, type ConnectionOptions } from './admin.js';
+import { apiRequester } from './api-request.js';
 
 type Json = Record<string, any>;
 
@@ -139,15 +140,7 @@ async function open(options: ConnectionOptions): Promise<GcClient> {
 }
 
 function remote(server: string, username: string, password: string): GcClient {
-  const base = `${server.replace(/\/+$/, '')}/api/v1`;
-  const headers = { authorization: `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`, 'content-type': 'application/json' };
-  const request = async (path: string, body?: unknown): Promise<Json> => {
-    const response = await fetch(`${base}${path}`, { method: body === undefined ? 'GET' : 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const parsed = (await response.json().catch(() => ({}))) as Json;
-    if (response.ok) return parsed;
-    const code = ({ 400: 'invalid', 401: 'unauthorized', 403: 'forbidden', 404: 'not-found', 409: 'conflict', 429: 'too-many-requests' } as const)[response.status as 400];
-    throw new ControlError(code ?? 'invalid', String(parsed.error?.message ?? `HTTP ${response.status}`), parsed.error?.fields ?? []);
-  };
+  const request = apiRequester(server, username, password);
   return {
     preview: (o) => request(`/gc/preview?${new URLSearchParams(o).toString()}`),
     async run(o, onProgress) {

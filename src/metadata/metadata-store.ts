@@ -175,20 +175,6 @@ export interface LifecycleQueries {
   addRule(project: string, rule: { repository: string; tag: string; createdBy: string | null }): Promise<TagRule | null>;
   /** Removes a rule of the project; false when there is none with that id. */
   deleteRule(project: string, id: string): Promise<boolean>;
-  /**
-   * Garbage: committed blobs that no manifest of any repository references, recorded and last
-   * linked into a repository before `before` (the grace period), in digest order after `page.last`.
-   * Read-only: what a collection would remove.
-   */
-  unreferencedBlobs(before: Date, page: PageRequest): Promise<UnreferencedBlob[]>;
-}
-
-export interface UnreferencedBlob {
-  digest: string;
-  size: number;
-  createdAt: Date;
-  /** Repositories it is still linked into (pushed, or mounted, but used by no manifest). */
-  repositories: number;
 }
 
 /** Tags matching `tag` in repositories matching `repository` (globs) never move once they exist. */

@@ -1,30 +1,21 @@
 // `stowage gc` on the local installation next to a running server (which sees the deletions at
 // once) and through the server's API with --server; the schedule; the gc settings.
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
+import { runStowage } from '../support/cli.js';
 import { startStowage, type RunningStowage } from '../support/stowage.js';
 import { makeImage, pullImage, pushBlob, pushImage } from '../support/scaleout.js';
 
-const root = resolve(import.meta.dirname, '../..');
 let dataDir: string;
 let server: RunningStowage;
 
-function stowage(args: string[], env: Record<string, string> = {}) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-    cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, STOWAGE_DATA_DIR: dataDir, STOWAGE_SERVER: '', ...env },
-    timeout: 60_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const stowage = (args: string[], env: Record<string, string> = {}) => runStowage(dataDir, args, env);
 
 const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 

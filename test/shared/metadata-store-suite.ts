@@ -563,29 +563,6 @@ export function metadataStoreSuite(
       });
     });
 
-    describe('unreferenced blobs (garbage collection candidates)', () => {
-      it('are blobs no manifest of any repository uses, past the grace period, in digest order', async () => {
-        for (const name of ['used', 'loose', 'other']) await store.blobs.link('one', blob(name));
-        await store.blobs.link('two', blob('used'));
-        await store.blobs.link('two', blob('loose'));
-        await store.manifests.put('two', manifest('m', { blobs: [blob('used').digest] }));
-        const later = new Date(Date.now() + 60_000);
-        const expected = [blob('loose'), blob('other')].sort((a, b) => (a.digest < b.digest ? -1 : 1));
-        const found = await store.lifecycle.unreferencedBlobs(later, { limit: 10 });
-        expect(found.map((b) => [b.digest, b.size])).toEqual(expected.map((b) => [b.digest, b.size]));
-        expect(found.find((b) => b.digest === blob('loose').digest)?.repositories).toBe(2);
-        // Inside the grace period (recorded or linked after the cut-off): none.
-        expect(await store.lifecycle.unreferencedBlobs(new Date(Date.now() - 60_000), { limit: 10 })).toEqual([]);
-        // Paged by digest.
-        const first = await store.lifecycle.unreferencedBlobs(later, { limit: 1 });
-        expect(first.map((b) => b.digest)).toEqual([expected[0]!.digest]);
-        expect((await store.lifecycle.unreferencedBlobs(later, { limit: 5, last: first[0]!.digest })).map((b) => b.digest)).toEqual([expected[1]!.digest]);
-        // Once the manifest is gone, its blobs are garbage too.
-        await store.manifests.delete('two', manifest('m').digest);
-        expect(await store.lifecycle.unreferencedBlobs(later, { limit: 10 })).toHaveLength(3);
-      });
-    });
-
     describe('repositories', () => {
       it('lists repositories with content in byte order with last and limit', async () => {
         const names = ['lib/b', 'lib-a', 'lib.a', 'lib/a', 'lib_a', 'liba', 'a', 'z/z'];

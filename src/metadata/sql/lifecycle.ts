@@ -1,4 +1,4 @@
-import type { LifecycleQueries, LifecycleSettings, PageRequest, TagRule, UnreferencedBlob } from '../metadata-store.js';
+import type { LifecycleQueries, LifecycleSettings, TagRule } from '../metadata-store.js';
 import { date, id, type Clock, type Db } from './control/common.js';
 
 /** Per-project lifecycle settings (project_lifecycle, 0003). */
@@ -64,24 +64,5 @@ export class SqlLifecycle implements LifecycleQueries {
     if (!found) return false;
     const result = await this.db.deleteFrom('tag_rules').where('project_id', '=', found.id).where('id', '=', Number(ruleId)).executeTakeFirst();
     return Number(result.numDeletedRows) > 0;
-  }
-
-  async unreferencedBlobs(before: Date, page: PageRequest): Promise<UnreferencedBlob[]> {
-    if (page.limit <= 0) return [];
-    const cutoff = before.getTime();
-    let query = this.db
-      .selectFrom('blobs as b')
-      .select((eb) => [
-        'b.digest',
-        'b.size',
-        'b.created_at',
-        eb.selectFrom('repository_blobs as rb').select((e) => e.fn.countAll<number | string>().as('n')).whereRef('rb.digest', '=', 'b.digest').as('links'),
-      ])
-      .where('b.created_at', '<', cutoff)
-      .where((eb) => eb.not(eb.exists(eb.selectFrom('manifest_blobs as mb').select('mb.digest').whereRef('mb.digest', '=', 'b.digest'))))
-      .where((eb) => eb.not(eb.exists(eb.selectFrom('repository_blobs as rb').select('rb.digest').whereRef('rb.digest', '=', 'b.digest').where('rb.created_at', '>=', cutoff))));
-    if (page.last !== undefined) query = query.where('b.digest', '>', page.last);
-    const rows = await query.orderBy('b.digest').limit(page.limit).execute();
-    return rows.map((row) => ({ digest: row.digest, size: Number(row.size), createdAt: date(row.created_at), repositories: Number(row.links ?? 0) }));
   }
 }
