@@ -1,9 +1,10 @@
 import type { Actor } from '../auth/principal.js';
 import type { AuthService } from '../auth/service.js';
 import { nodeName, writeContextOf } from '../events/context.js';
-import type { StoredRetentionPolicy } from '../metadata/housekeeping-store.js';
+import type { RetentionManifest, StoredRetentionPolicy } from '../metadata/housekeeping-store.js';
 import { ImmutableTagError, ManifestInUseError, type MetadataStore } from '../metadata/metadata-store.js';
 import { tagGuardFor } from '../registry/immutability.js';
+import { isRepositoryName } from '../registry/names.js';
 import type { AuditLog } from './audit.js';
 import { ControlError, notFound } from './errors.js';
 import { requireAccess } from './guard.js';
@@ -95,6 +96,22 @@ export class RetentionService {
     await this.requireOwner(actor, project);
     if (!(await this.metadata.retention.delete(project))) throw notFound(`retention policy of project ${project}`);
     this.audit.record(actor, { action: 'project.retention', result: 'success', target: project, project, detail: { removed: true } });
+  }
+
+  /**
+   * A repository's manifests as retention sees them (anyone who may pull): tags, push time, index
+   * membership, subject, pulls and last pull — also of untagged manifests.
+   */
+  async manifests(actor: Actor, repository: string): Promise<{ repository: string; items: RetentionManifest[] }> {
+    if (!isRepositoryName(repository)) throw new ControlError('invalid', 'invalid repository name', [{ field: 'repository', message: 'not a repository name' }]);
+    if (!(await this.auth.authorizer.allows(actor.principal, { type: 'repository', name: repository, actions: ['pull'] }))) {
+      if (actor.principal.kind === 'anonymous') throw new ControlError('unauthorized', 'authentication required');
+      throw notFound(`repository ${repository}`);
+    }
+    await this.pulls?.flush();
+    const items = await this.metadata.retention.manifests(repository);
+    if (items.length === 0 && !(await this.metadata.repositories.exists(repository))) throw notFound(`repository ${repository}`);
+    return { repository, items };
   }
 
   /** Runs the project's policy now (owners, admins); a dry run removes nothing and reports the same plan. */

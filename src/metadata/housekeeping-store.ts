@@ -62,6 +62,8 @@ export interface RetentionManifest {
   subject: string | null;
   /** Referenced by an index of the repository. */
   inIndex: boolean;
+  /** Pulls by any reference (as written so far: see PullRecorder). */
+  pulls: number;
   lastPulledAt: Date | null;
 }
 

@@ -105,4 +105,16 @@ describe('pull statistics through the registry and the API', () => {
     expect(Date.parse(byName.v1.lastPulledAt)).toBeLessThanOrEqual(Date.now());
     expect(Date.parse(byName.other.manifestLastPulledAt)).toBeGreaterThanOrEqual(Date.parse(byName.v1.lastPulledAt));
   });
+
+  it('show every manifest with its pulls, untagged ones too', async () => {
+    const untagged = await app.pushImage('team/app', 'tmp');
+    expect((await app.delete('/v2/team/app/manifests/tmp')).statusCode).toBe(202);
+    expect((await app.get(`/v2/team/app/manifests/${untagged.digest}`, { accept: 'application/vnd.oci.image.manifest.v1+json' })).statusCode).toBe(200);
+    const listing = await app.get('/api/v1/repositories/team/app/-/manifests');
+    expect(listing.statusCode, listing.body).toBe(200);
+    const byDigest = Object.fromEntries(listing.json().items.map((m: { digest: string }) => [m.digest, m]));
+    expect(byDigest[untagged.digest]).toMatchObject({ tags: [], pulls: 1, inIndex: false });
+    expect(Object.values(byDigest).find((m: any) => m.tags.includes('v1'))).toMatchObject({ tags: ['other', 'v1'], pulls: 5 });
+    expect((await app.get('/api/v1/repositories/team/nope/-/manifests')).statusCode).toBe(404);
+  });
 });

@@ -9,7 +9,7 @@ const DAY = 86_400_000;
 const NOW = Date.UTC(2026, 5, 1);
 
 function m(name: string, ageDays: number, extra: Partial<RetentionManifest> = {}): RetentionManifest {
-  return { digest: `sha256:${name}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', pushedAt: new Date(NOW - ageDays * DAY), tags: [], subject: null, inIndex: false, lastPulledAt: null, ...extra };
+  return { digest: `sha256:${name}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', pushedAt: new Date(NOW - ageDays * DAY), tags: [], subject: null, inIndex: false, pulls: 0, lastPulledAt: null, ...extra };
 }
 
 function plan(input: unknown, manifests: RetentionManifest[], options: { immutable?: Record<string, string>; history?: string[] } = {}) {

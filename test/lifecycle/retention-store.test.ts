@@ -54,10 +54,10 @@ describe.each(backends)('retention queries on %s', (_name, open) => {
     const listed = await store.retention.manifests('team/app');
     const byN = Object.fromEntries(listed.map((m) => [Number(m.digest.slice(7)), m]));
     expect(listed).toHaveLength(5);
-    expect(byN[1]).toMatchObject({ tags: [], inIndex: true, subject: null, lastPulledAt: null });
+    expect(byN[1]).toMatchObject({ tags: [], inIndex: true, subject: null, pulls: 0, lastPulledAt: null });
     expect(byN[2]).toMatchObject({ tags: ['multi'], inIndex: false, mediaType: 'application/vnd.oci.image.index.v1+json' });
     expect(byN[3]).toMatchObject({ subject: child.digest, inIndex: false });
-    expect(byN[4]).toMatchObject({ tags: ['b'], lastPulledAt: new Date(1234) });
+    expect(byN[4]).toMatchObject({ tags: ['b'], pulls: 1, lastPulledAt: new Date(1234) });
     expect(byN[5]).toMatchObject({ tags: ['a'] });
     expect(listed[0]!.pushedAt.getTime()).toBeGreaterThanOrEqual(listed[4]!.pushedAt.getTime());
     const history = await store.retention.historyDigests('team/app', new Date(since.getTime() - 1));

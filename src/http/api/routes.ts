@@ -474,6 +474,14 @@ export const apiRoutes: ApiRoute[] = [
   },
   {
     method: 'GET',
+    path: '/repositories/{repository}/-/manifests',
+    tag: 'repositories',
+    summary: 'Manifests as retention sees them, newest first: tags, push time, index membership, subject, pulls and last pull (also untagged ones); needs pull',
+    response: '{ repository, items: { digest, mediaType, pushedAt, tags, subject, inIndex, pulls, lastPulledAt }[] }',
+    handle: ({ control, actor, params }) => control.retention.manifests(actor, params.repository!),
+  },
+  {
+    method: 'GET',
     path: '/repositories/{repository}',
     tag: 'repositories',
     summary: 'A repository (name contains slashes, unencoded: /repositories/team/app)',

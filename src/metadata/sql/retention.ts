@@ -77,6 +77,7 @@ export class SqlRetention implements RetentionQueries {
         'm.media_type',
         'm.created_at',
         'm.subject_digest',
+        'p.pulls',
         'p.last_pulled_at',
         eb
           .exists(
@@ -109,6 +110,7 @@ export class SqlRetention implements RetentionQueries {
       tags: byManifest.get(String(row.id)) ?? [],
       subject: row.subject_digest,
       inIndex: Boolean(Number(row.in_index)),
+      pulls: Number(row.pulls ?? 0),
       lastPulledAt: row.last_pulled_at === null || row.last_pulled_at === undefined ? null : date(row.last_pulled_at),
     }));
   }
