@@ -1,6 +1,7 @@
 // Webhooks end to end, in process: events of every kind reach a receiver on 127.0.0.1 through the
 // outbox and the dispatcher, in each payload format, signed; retries after 500s and timeouts,
 // dead letters, redelivery, order per repository, the SSRF rule, and secrets never shown.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, addProject, addUser, api, apiOk, authorizeRegistryRequests, createAuthApp, tokenFor, type Creds } from '../support/auth.js';
 import { createTestApp, type TestApp } from '../support/http-app.js';
@@ -146,6 +147,20 @@ describe('events and webhooks', () => {
       ]);
     } finally {
       app.inject = inject;
+    }
+  });
+
+  it('reports a push refused by the project quota', async () => {
+    const r = await receiver();
+    await addWebhook({ url: r.url, project: 'team', events: ['quota.exceeded'] });
+    await apiOk(app, 'PUT', '/projects/team/quota', { as: ADMIN, body: { bytes: 1 }, status: 200 });
+    try {
+      const refused = await app.post(`/v2/team/app/blobs/uploads/?digest=sha256:${createHash('sha256').update('too big').digest('hex')}`, Buffer.from('too big'), { 'content-type': 'application/octet-stream' });
+      expect(refused.statusCode).toBe(403);
+      await r.waitFor((all) => all.length === 1, 'quota event');
+      expect(r.received[0]!.json).toMatchObject({ type: 'quota.exceeded', project: 'team', repository: 'team/app', actor: { name: 'admin' }, detail: { kind: 'bytes', limit: 1 } });
+    } finally {
+      await apiOk(app, 'PUT', '/projects/team/quota', { as: ADMIN, body: { bytes: null }, status: 200 });
     }
   });
 

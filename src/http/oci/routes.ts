@@ -162,6 +162,8 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
     if (error instanceof QuotaExceededError && caller) {
       const { kind, used, limit, adding } = error;
       audit.record(caller.actor, { action: 'quota.exceeded', result: 'denied', target: caller.name, detail: { kind, used, limit, adding, method: request.method } });
+      // Not awaited: the refusal does not wait for its event (emit never throws).
+      void events?.emit({ type: 'quota.exceeded', actor: caller.actor, project: error.project, repository: caller.name, detail: { kind, used, limit, adding } });
     }
     if (error instanceof ImmutableTagDenied && caller) {
       const { rule, digest, tag } = error.refusal;
