@@ -57,6 +57,8 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     ...(blobStore.requestCounts ? { objectStoreRequests: () => blobStore.requestCounts!() } : {}),
   });
   const access = await createAccess(config, metadata, logger, blobStore);
+  enableGarbageCollection({ config, metadata, blobStore, uploads: registry.uploads, garbage: access.control.garbage, audit: access.control.audit, logger });
+  let stopGcSchedule = () => {};
   const dispatcher = new Dispatcher(metadata.events, logger, { ...dispatcherOptions(config), metrics: metrics.registry });
   enableGarbageCollection({ config, metadata, blobStore, uploads: registry.uploads, garbage: access.control.garbage, audit: access.control.audit, logger });
   let stopGcSchedule = () => {};
@@ -112,6 +114,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
       const port = Number(config.listen.slice(separator + 1));
       await http.listen({ host, port });
       if (runsBackgroundJobs()) {
+        stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
         dispatcher.start();
         stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
         await purgeUploads();
@@ -138,6 +141,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
         await http.close();
       } finally {
         clearTimeout(deadline);
+        await access.control.garbage.stop();
         await access.close();
         await blobStore.close();
         await metadata.close();

@@ -153,6 +153,12 @@ export class GarbageService {
     await Promise.allSettled([...this.running]);
   }
 
+  /** Shutdown: ends the runs of this process at their next step (recorded as failed) and waits. */
+  async stop(): Promise<void> {
+    this.collector?.stop();
+    await this.idle();
+  }
+
   private async begin(actor: Actor, options: { grace?: number; project?: string }): Promise<GcRun> {
     if (!this.collector) throw new ControlError('conflict', 'garbage collection cannot run in this process (no blob store attached)');
     const graceMs = this.grace(options.grace);

@@ -158,3 +158,27 @@ describe('POST /api/v1/gc', () => {
     expect((await api(app, 'GET', '/gc/runs?limit=0', { as: ADMIN })).statusCode).toBe(400);
   });
 });
+
+describe('shutdown', () => {
+  it('ends a run in progress, recorded as stopped with its lease released', async () => {
+    const other = await createAuthApp();
+    try {
+      // Many candidates, so that the run is still marking when the app closes.
+      const garbage = Array.from({ length: 3000 }, (_, i) => Buffer.from(`garbage ${i}`));
+      const now = Date.now() - 7_200_000;
+      sqlite(other, "insert into repositories (name, created_at) values ('junk/x', 0)");
+      for (let i = 0; i < garbage.length; i += 500) {
+        const values = garbage.slice(i, i + 500).map((b) => `('${sha256(b)}', ${b.length}, ${now}, ${now})`);
+        sqlite(other, `insert into blobs (digest, size, created_at, seen_at) values ${values.join(',')}`);
+      }
+      const run = await apiOk(other, 'POST', '/gc', { as: ADMIN, body: { grace: '1h' }, status: 202 });
+      await other.app.access.control.garbage.stop();
+      const stopped = await other.app.metadata.gc.run(run.id);
+      expect(stopped).toMatchObject({ status: 'failed', error: expect.stringContaining('stopped') });
+      expect(stopped!.blobsMarked).toBeLessThan(garbage.length);
+      expect((await other.app.metadata.gc.begin({ graceMs: 3_600_000, project: null, actor: 'next' }, 15_000)).started).toBe(true);
+    } finally {
+      await other.cleanup();
+    }
+  });
+});

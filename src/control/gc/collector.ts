@@ -52,6 +52,7 @@ export class GarbageCollector {
   private readonly sweepBatch: number;
   private readonly sweepConcurrency: number;
   private readonly now: () => number;
+  private stopping = false;
 
   constructor(
     private readonly metadata: MetadataStore,
@@ -65,8 +66,18 @@ export class GarbageCollector {
     this.now = options.now ?? Date.now;
   }
 
+  /**
+   * Makes runs in progress end at their next step, recorded as failed ("stopped") with the lease
+   * released, and refuses new ones (the process is shutting down). What they marked is swept by
+   * the next run.
+   */
+  stop(): void {
+    this.stopping = true;
+  }
+
   /** Takes the lease and records a run; throws GcBusyError when another run holds it. */
   async begin(input: GcRunInput): Promise<GcRun> {
+    if (this.stopping) throw new Error('garbage collection cannot start: this process is shutting down');
     const { run, started } = await this.metadata.gc.begin(input, this.leaseMs);
     if (!started) throw new GcBusyError(run);
     return run;
@@ -120,6 +131,7 @@ export class GarbageCollector {
       for (const candidate of page) {
         progress.blobsExamined += 1;
         progress.bytesExamined += candidate.size;
+        if (this.stopping) throw stopped();
         if (await this.metadata.gc.mark(candidate.digest, before)) progress.blobsMarked += 1;
         await yieldToRequests();
       }
@@ -138,6 +150,7 @@ export class GarbageCollector {
       const batches: string[][] = [];
       for (let i = 0; i < page.length; i += this.sweepBatch) batches.push(page.slice(i, i + this.sweepBatch).map((b) => b.digest));
       await runLimited(batches, this.sweepConcurrency, async (batch) => {
+        if (this.stopping) throw stopped();
         for (const blob of await this.metadata.gc.sweep(batch, deleteBytes)) {
           progress.blobsFreed += 1;
           progress.bytesFreed += blob.size;
@@ -149,6 +162,10 @@ export class GarbageCollector {
       last = page[page.length - 1]!.digest;
     }
   }
+}
+
+function stopped(): Error {
+  return new Error('stopped: the process shut down during the run (the next run finishes the work)');
 }
 
 /**
