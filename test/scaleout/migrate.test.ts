@@ -44,11 +44,11 @@ async function push(node: RunningStowage, repository: string, tag: string, image
 }
 
 /** Runs `stowage migrate` from the source's data directory to the target environment. */
-function runMigrate(options: { killAfter?: RegExp } = {}): Promise<{ code: number | null; signal: string | null; output: string }> {
+function runMigrate(options: { killAfter?: RegExp; env?: Record<string, string> } = {}): Promise<{ code: number | null; signal: string | null; output: string }> {
   return new Promise((ok) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'migrate', '--from-data-dir', source.dataDir, '--concurrency', '2'], {
       cwd: root,
-      env: { ...process.env, ...targetEnv },
+      env: { ...process.env, ...(options.env ?? targetEnv) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -93,6 +93,13 @@ afterAll(async () => {
 });
 
 describe('stowage migrate: single node to PostgreSQL + S3', () => {
+  it('refuses a target that is not the scale-out backends, saying what to set', async () => {
+    const refused = await runMigrate({ env: { STOWAGE_STORAGE_DRIVER: 'filesystem' } });
+    expect(refused.code).toBe(1);
+    expect(refused.output).toContain('the target must be the scale-out backends; set metadata.driver: postgres (STOWAGE_METADATA_DRIVER=postgres)');
+    expect(refused.output).toContain('storage.driver: s3 (STOWAGE_STORAGE_DRIVER=s3)');
+  });
+
   it('is killed in the middle of the blobs, run again to completion while the source keeps serving, and a third run copies nothing', async () => {
     const killed = await runMigrate({ killAfter: /blobs: [1-9]\d*%/ });
     expect(killed.signal, killed.output).toBe('SIGKILL');
