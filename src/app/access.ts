@@ -35,6 +35,7 @@ export async function createAccess(config: ResolvedConfig, metadata: MetadataSto
   const control = createControl(metadata, auth, audit, blobs, recorderOptions(config));
   control.events.logTo(logger);
   control.pulls.logTo(logger);
+  control.retention.useDefaultSchedule(config.retention.schedule);
   const open = config.auth.mode === 'none';
   let guard: RegistryGuard = openGuard;
   if (open) {

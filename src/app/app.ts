@@ -11,6 +11,7 @@ import { runsBackgroundJobs } from './cluster.js';
 import { enableGarbageCollection, scheduleGarbageCollection } from './gc.js';
 import { createAccess, readTls, type Access } from './access.js';
 import { probeDependencies } from './readiness.js';
+import { RetentionScheduler } from '../control/retention-scheduler.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/index.js';
 import { nodeName } from '../events/context.js';
@@ -93,6 +94,8 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     }
   };
   let accessTimer: NodeJS.Timeout | undefined;
+  // Scheduled retention runs (policies' own cron or retention.schedule), in the background-jobs process.
+  const retention = new RetentionScheduler(metadata, access.control.retention, logger);
 
   return {
     http,
@@ -114,6 +117,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
       const port = Number(config.listen.slice(separator + 1));
       await http.listen({ host, port });
       if (runsBackgroundJobs()) {
+        retention.start();
         stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
         dispatcher.start();
         stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
@@ -129,6 +133,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     },
     async close() {
       if (purgeTimer) clearInterval(purgeTimer);
+      await retention.stop();
       if (accessTimer) clearInterval(accessTimer);
       stopGcSchedule();
       await dispatcher.stop();

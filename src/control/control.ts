@@ -14,6 +14,7 @@ import { EventRecorder, type EventRecorderOptions } from '../events/recorder.js'
 import { WebhookService } from './webhooks.js';
 import { QuotaService } from './quotas.js';
 import { PullRecorder } from './pull-stats.js';
+import { RetentionService } from './retention.js';
 
 /** The management domain: what the API and the CLI call, every method authorizing its actor. */
 export interface Control {
@@ -33,6 +34,7 @@ export interface Control {
   quotas: QuotaService;
   /** Pull statistics, counted in memory and written in batches. */
   pulls: PullRecorder;
+  retention: RetentionService;
 }
 
 /**
@@ -41,6 +43,7 @@ export interface Control {
  */
 export function createControl(metadata: MetadataStore, auth: AuthService, audit: AuditLog, blobs?: BlobReader, events: EventRecorderOptions = { node: nodeName() }): Control {
   const store = metadata.control;
+  const pulls = new PullRecorder(metadata.pulls);
   const node = events.node;
   const recorder = new EventRecorder(metadata.events, events);
   return {
@@ -57,6 +60,7 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     tagHistory: new TagHistoryService(metadata, auth, audit, blobs, { node }),
     garbage: new GarbageService(metadata, auth),
     quotas: new QuotaService(metadata, auth, audit),
-    pulls: new PullRecorder(metadata.pulls),
+    pulls,
+    retention: new RetentionService(metadata, auth, audit, pulls),
   };
 }

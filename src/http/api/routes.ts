@@ -8,6 +8,7 @@ import { auditFilterInput } from '../../control/audit-service.js';
 import { lifecycleInput, rollbackInput, tagRuleInput } from '../../control/tag-history.js';
 import { garbagePreviewInput, garbageRunInput, garbageRunsInput } from '../../control/garbage.js';
 import { quotaInput } from '../../control/quotas.js';
+import { retentionInput } from '../../control/retention-policy.js';
 import { ControlError } from '../../control/errors.js';
 import { requireAccess, systemAccess } from '../../control/guard.js';
 import {
@@ -338,6 +339,43 @@ export const apiRoutes: ApiRoute[] = [
     summary: "A project's usage with its quota (same as GET .../quota)",
     response: '{ project, quota, usage }',
     handle: ({ control, actor, params }) => control.quotas.show(actor, params.name!),
+  },
+  {
+    method: 'GET',
+    path: '/projects/{name}/retention',
+    tag: 'projects',
+    summary: "A project's retention policy (null: none), the schedule in force, the next and last scheduled run",
+    response: '{ project, policy, schedule, nextRunAt, lastRunAt }',
+    handle: ({ control, actor, params }) => control.retention.show(actor, params.name!),
+  },
+  {
+    method: 'PUT',
+    path: '/projects/{name}/retention',
+    tag: 'projects',
+    summary:
+      'Set the retention policy (owners): { keepMostRecent, keepTags: ["v*"], keepPulledWithin: "30d", keepPushedWithin: "7d", untaggedAfter: "14d", untaggedInHistoryWindow, untaggedReferrers, schedule: "0 3 * * *" }; keep rules combine with or',
+    body: retentionInput,
+    status: 200,
+    response: '{ project, policy, schedule, nextRunAt, lastRunAt }',
+    handle: ({ control, actor, params, body }) => control.retention.set(actor, params.name!, body),
+  },
+  {
+    method: 'DELETE',
+    path: '/projects/{name}/retention',
+    tag: 'projects',
+    summary: 'Remove the retention policy (owners)',
+    response: 'no content',
+    handle: ({ control, actor, params }) => control.retention.remove(actor, params.name!),
+  },
+  {
+    method: 'POST',
+    path: '/projects/{name}/retention/run',
+    tag: 'projects',
+    summary: 'Run the retention policy now (owners); ?dryRun=true lists what would go and why, removing nothing',
+    query: z.object({ dryRun: flag.optional() }).strict(),
+    status: 200,
+    response: '{ project, dryRun, startedAt, finishedAt, repositories, removed: Decision[], kept: Decision[], skipped: Decision[] } with Decision { repository, digest, tags, pushedAt, lastPulledAt, reason }',
+    handle: ({ control, actor, params, query }) => control.retention.run(actor, params.name!, { dryRun: (query.dryRun as boolean | undefined) ?? false }),
   },
   {
     method: 'GET',
