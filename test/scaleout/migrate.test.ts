@@ -73,6 +73,10 @@ beforeAll(async () => {
     images.push({ repository: `team/app${i % 3}`, tag: `v${i}`, image });
     await push(source, `team/app${i % 3}`, `v${i}`, image);
   }
+  // A blob over one part (8 MiB): copied through a staged multipart upload, digest verified.
+  const large = makeImage('migrate-large', [randomBytes(9 * MiB + 5)]);
+  images.push({ repository: 'team/large', tag: 'v1', image: large });
+  await push(source, 'team/large', 'v1', large);
   // A tag that moved: its history must come along.
   const moved = makeImage('migrate-moved', [randomBytes(500)]);
   await push(source, 'team/app0', 'v0', moved);
