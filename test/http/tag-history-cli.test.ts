@@ -94,20 +94,6 @@ describe('stowage tag and diff commands', () => {
     expect(diff.stdout).toContain('env: ~ A: 1 -> 2');
   });
 
-  it('gc --dry-run lists what garbage collection would remove, locally and with --server', () => {
-    const local = stowage(['gc', '--dry-run', '--grace', '1m', '--json']);
-    expect(local.status, local.stderr).toBe(0);
-    expect(JSON.parse(local.stdout)).toMatchObject({ count: 0, bytes: 0, graceMs: 60_000 });
-    const env = { STOWAGE_SERVER: server.url, STOWAGE_USERNAME: 'admin', STOWAGE_PASSWORD: 'unused-in-open-mode' };
-    const remote = stowage(['gc', '--dry-run'], env);
-    expect(remote.status, remote.stderr).toBe(0);
-    expect(remote.stdout).toContain('dry run: 0 blobs, 0 bytes would be freed (grace 1440 min');
-    const real = stowage(['gc']);
-    expect(real.status).toBe(2);
-    expect(real.stderr).toContain('only `stowage gc --dry-run` is available yet');
-    expect(stowage(['gc', '--dry-run', '--grace', 'soon']).status).toBe(2);
-  });
-
   it('report errors with exit codes', () => {
     const bad = stowage(['tag', 'rollback', 'team/app']);
     expect(bad.status).toBe(2);
