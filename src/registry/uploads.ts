@@ -76,7 +76,7 @@ export class UploadService {
     return this.locks.run(id, async () => {
       const upload = await this.find(repository, id);
       const size = await this.withLease(upload, body, async (lease) => {
-        const whole = options.start === undefined ? await this.appendWhole(upload, body, options) : { stream: body };
+        const whole = options.start === undefined ? await this.appendWhole(upload, body, options, lease) : { stream: body };
         if ('size' in whole) {
           if (!(await this.metadata.uploads.endAppend(lease, whole.size, whole.blobDigest))) throw leaseLost(id);
           return whole.size;
@@ -141,8 +141,11 @@ export class UploadService {
         if (length !== undefined && read.whole.length !== length) throw sizeMismatch(length, read.whole.length);
         const actual = createDigester(digest.algorithm).update(read.whole).digest('hex');
         if (actual !== digest.hex) throw digestMismatch(digest, actual);
-        await this.blobStore.putBlob(digestString, read.whole);
-        await this.metadata.blobs.link(repository, { digest: digestString, size: read.whole.length });
+        // Pinned against garbage collection while the bytes are written (see storePinned).
+        const pin = randomUUID();
+        const whole = { digest: digestString, size: read.whole.length };
+        await this.storePinned(pin, repository, whole, undefined, () => this.blobStore.putBlob!(digestString, read.whole));
+        await this.metadata.uploads.complete(pin, whole);
         return { digest: digestString, size: read.whole.length };
       }
       source = read.stream;
@@ -270,6 +273,7 @@ export class UploadService {
     upload: UploadRecord,
     body: Readable,
     options: AppendOptions,
+    lease: AppendLease,
   ): Promise<{ size: number; blobDigest: string | null } | { stream: Readable }> {
     if (!this.blobStore.putBlob || upload.size !== 0) return { stream: body };
     const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
@@ -278,7 +282,7 @@ export class UploadService {
     if (read.whole.length === 0) return { size: 0, blobDigest: null };
     const hash = createDigester('sha256').update(read.whole);
     const blobDigest = `sha256:${hash.copy().digest('hex')}`;
-    await this.putWhole(upload.id, blobDigest, read.whole);
+    await this.putWhole(upload, blobDigest, read.whole, lease);
     this.hashes.set(upload.id, { hash, offset: read.whole.length });
     return { size: read.whole.length, blobDigest };
   }
@@ -312,18 +316,20 @@ export class UploadService {
     if (actual !== digest.hex) {
       // Keep the bytes (under their real digest), so that the client may retry the PUT.
       if (read.whole.length > 0 && digest.algorithm === 'sha256') {
-        await this.putWhole(upload.id, `sha256:${actual}`, read.whole);
+        await this.putWhole(upload, `sha256:${actual}`, read.whole, lease);
         await this.metadata.uploads.endAppend(lease, read.whole.length, `sha256:${actual}`);
       }
       throw digestMismatch(digest, actual);
     }
-    await this.putWhole(upload.id, digestString, read.whole);
+    await this.putWhole(upload, digestString, read.whole, lease);
     return { blob: { digest: digestString, size: read.whole.length } };
   }
 
-  private async putWhole(id: string, digest: string, bytes: Buffer): Promise<void> {
+  /** Writes a whole blob at its content address, pinned to the session (see storePinned). */
+  private async putWhole(upload: UploadRecord, digest: string, bytes: Buffer, lease: AppendLease): Promise<void> {
+    const id = upload.id;
     try {
-      await this.blobStore.putBlob!(digest, bytes);
+      await this.storePinned(id, upload.repository, { digest, size: bytes.length }, lease, () => this.blobStore.putBlob!(digest, bytes));
     } catch (error) {
       throw uploadDataError(error, id);
     }
