@@ -223,7 +223,7 @@ class SqlBlobs implements BlobQueries {
   async record(blob: BlobRecord): Promise<void> {
     await this.db
       .insertInto('blobs')
-      .values({ digest: blob.digest, size: blob.size, created_at: this.now() })
+      .values({ digest: blob.digest, size: blob.size, created_at: this.now(), seen_at: this.now() })
       .onConflict((oc) => oc.column('digest').doNothing())
       .execute();
   }
