@@ -58,8 +58,6 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
     ...(blobStore.requestCounts ? { objectStoreRequests: () => blobStore.requestCounts!() } : {}),
   });
   const access = await createAccess(config, metadata, logger, blobStore);
-  enableGarbageCollection({ config, metadata, blobStore, uploads: registry.uploads, garbage: access.control.garbage, audit: access.control.audit, logger });
-  let stopGcSchedule = () => {};
   const dispatcher = new Dispatcher(metadata.events, logger, { ...dispatcherOptions(config), metrics: metrics.registry });
   enableGarbageCollection({ config, metadata, blobStore, uploads: registry.uploads, garbage: access.control.garbage, audit: access.control.audit, logger });
   let stopGcSchedule = () => {};
@@ -118,7 +116,6 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
       await http.listen({ host, port });
       if (runsBackgroundJobs()) {
         retention.start();
-        stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
         dispatcher.start();
         stopGcSchedule = scheduleGarbageCollection(config.gc.schedule, access.control.garbage, logger);
         await purgeUploads();
