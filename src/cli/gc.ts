@@ -46,9 +46,15 @@ export function addGcCommand(program: Command): void {
     );
 }
 
-function describeProgress(p: Json): string {
-  const phase = p.phase === 'marking' ? 'marking' : p.phase === 'sweeping' ? 'deleting' : p.phase === 'uploads' ? 'uploads' : String(p.phase);
-  return `${phase}: ${p.blobsExamined} examined, ${p.blobsMarked} marked, ${p.blobsFreed} freed (${formatBytes(p.bytesFreed)})`;
+export function describeProgress(p: Json): string {
+  if (p.phase === 'sweeping') {
+    // The rows this run marked are most of what the sweep deletes (rows an interrupted run left come on top).
+    const share = p.blobsMarked > 0 ? Math.min(1, p.blobsFreed / p.blobsMarked) : 1;
+    const bar = '#'.repeat(Math.round(share * 20)).padEnd(20, '.');
+    return `deleting [${bar}] ${Math.round(share * 100)}%: ${p.blobsFreed} of ${p.blobsMarked} blobs freed (${formatBytes(p.bytesFreed)})`;
+  }
+  if (p.phase === 'marking') return `marking: ${p.blobsExamined} candidates examined (${formatBytes(p.bytesExamined)}), ${p.blobsMarked} marked`;
+  return `${p.phase}: ${p.blobsFreed} blobs freed (${formatBytes(p.bytesFreed)})`;
 }
 
 /** A one-line progress display on a terminal (stderr); silent otherwise. */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeProgress, formatBytes } from '../../src/cli/gc.js';
 import { loadConfig } from '../../src/config/load.js';
 import { runStowage } from '../support/cli.js';
 import { startStowage, type RunningStowage } from '../support/stowage.js';
@@ -80,6 +81,16 @@ describe('stowage gc', () => {
     const project = stowage(['gc', '--project', 'Not A Project']);
     expect(project.status).toBe(2);
     expect(project.stderr).toContain('--project');
+  });
+});
+
+describe('progress line', () => {
+  it('shows the phase, a bar while deleting, and sizes in binary units', () => {
+    const base = { blobsExamined: 40, bytesExamined: 5 * 1024 * 1024, blobsMarked: 40, blobsFreed: 10, bytesFreed: 2048, uploadsRemoved: 0 };
+    expect(describeProgress({ ...base, phase: 'marking' })).toBe('marking: 40 candidates examined (5.0 MiB), 40 marked');
+    expect(describeProgress({ ...base, phase: 'sweeping' })).toBe('deleting [#####...............] 25%: 10 of 40 blobs freed (2.0 KiB)');
+    expect(formatBytes(999)).toBe('999 B');
+    expect(formatBytes(3 * 1024 ** 3)).toBe('3.0 GiB');
   });
 });
 

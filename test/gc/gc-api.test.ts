@@ -159,6 +159,16 @@ describe('POST /api/v1/gc', () => {
   });
 });
 
+describe('OpenAPI', () => {
+  it('documents the garbage collection endpoints', async () => {
+    const doc = (await app.get('/api/v1/openapi.json')).json();
+    expect(doc.paths['/api/v1/gc'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('grace');
+    expect(doc.paths).toHaveProperty(['/api/v1/gc/runs']);
+    expect(doc.paths).toHaveProperty(['/api/v1/gc/runs/{id}']);
+    expect(doc.paths['/api/v1/gc/preview'].get.parameters.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['grace', 'project']));
+  });
+});
+
 describe('shutdown', () => {
   it('ends a run in progress, recorded as stopped with its lease released', async () => {
     const other = await createAuthApp();
