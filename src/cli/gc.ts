@@ -102,46 +102,21 @@ function parseOptions(options: { grace?: string; project?: string }): { grace?: 
 async function open(options: ConnectionOptions): Promise<GcClient> {
   const target = connectionTarget(options);
   if ('server' in target) return remote(target.server, target.username, target.password);
-  const [{ pino }, { openMetadataStore }, { openBlobStore }, { createAuthService }, { AuditLog }, { GarbageService }, { systemActor }, { userInfo }, { enableGarbageCollection }, { createRegistry }] =
-    await Promise.all([
-      import('pino'),
-      import('../metadata/index.js'),
-      import('../storage/index.js'),
-      import('../app/auth-service.js'),
-      import('../control/audit.js'),
-      import('../control/garbage.js'),
-      import('../auth/principal.js'),
-      import('node:os'),
-      import('../app/gc.js'),
-      import('../registry/registry.js'),
-    ]);
-  const config = target.config;
-  const logger = pino({ level: 'warn' }, pino.destination(2));
-  const metadata = await openMetadataStore(config);
-  const blobStore = await openBlobStore(config).catch(async (error: unknown) => {
-    await metadata.close();
-    throw error;
-  });
-  const audit = new AuditLog(metadata.control.audit, logger);
-  const auth = createAuthService(config, metadata, audit, logger);
-  const garbage = new GarbageService(metadata, auth);
-  enableGarbageCollection({ config, metadata, blobStore, uploads: createRegistry(blobStore, metadata).uploads, garbage, audit, logger });
-  let name = 'unknown';
-  try {
-    name = userInfo().username;
-  } catch {
-    // no user name (container without a passwd entry)
-  }
-  const actor = systemActor(`cli:${name}`);
+  const [{ openLocalInstallation }, { GarbageService }, { enableGarbageCollection }, { createRegistry }] = await Promise.all([
+    import('./local-installation.js'),
+    import('../control/garbage.js'),
+    import('../app/gc.js'),
+    import('../registry/registry.js'),
+  ]);
+  const local = await openLocalInstallation(target.config);
+  const { metadata, blobs, audit, logger, actor } = local;
+  const garbage = new GarbageService(metadata, local.auth);
+  enableGarbageCollection({ config: target.config, metadata, blobStore: blobs, uploads: createRegistry(blobs, metadata).uploads, garbage, audit, logger });
   const plain = (value: unknown) => JSON.parse(JSON.stringify(value)) as Json;
   return {
     preview: async (o, onProgress) => plain(await garbage.preview(actor, parseOptions(o), onProgress)),
     run: async (o, onProgress) => plain(await garbage.runNow(actor, parseOptions(o), (p) => onProgress(p))),
-    async close() {
-      await audit.flush();
-      await blobStore.close();
-      await metadata.close();
-    },
+    close: () => local.close(),
   };
 }
 

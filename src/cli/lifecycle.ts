@@ -83,43 +83,16 @@ function splitReference(reference: string): [string, string] {
 async function open(options: ConnectionOptions): Promise<LifecycleClient> {
   const target = connectionTarget(options);
   if ('server' in target) return remote(target.server, target.username, target.password);
-  const [{ pino }, { openMetadataStore }, { openBlobStore }, { createAuthService }, { AuditLog }, { TagHistoryService }, { systemActor }, { userInfo }] = await Promise.all([
-    import('pino'),
-    import('../metadata/index.js'),
-    import('../storage/index.js'),
-    import('../app/auth-service.js'),
-    import('../control/audit.js'),
-    import('../control/tag-history.js'),
-    import('../auth/principal.js'),
-    import('node:os'),
-  ]);
-  const config = target.config;
-  const logger = pino({ level: 'warn' }, pino.destination(2));
-  const metadata = await openMetadataStore(config);
-  const blobs = await openBlobStore(config).catch(async (error: unknown) => {
-    await metadata.close();
-    throw error;
-  });
-  const audit = new AuditLog(metadata.control.audit, logger);
-  const auth = createAuthService(config, metadata, audit, logger);
-  const service = new TagHistoryService(metadata, auth, audit, blobs);
-  let name = 'unknown';
-  try {
-    name = userInfo().username;
-  } catch {
-    // no user name (container without a passwd entry)
-  }
-  const actor = systemActor(`cli:${name}`);
+  const [{ openLocalInstallation }, { TagHistoryService }] = await Promise.all([import('./local-installation.js'), import('../control/tag-history.js')]);
+  const local = await openLocalInstallation(target.config);
+  const { actor } = local;
+  const service = new TagHistoryService(local.metadata, local.auth, local.audit, local.blobs);
   const plain = (value: unknown) => JSON.parse(JSON.stringify(value)) as Json;
   return {
     history: async (repository, tag) => plain(await service.history(actor, repository, tag)),
     rollback: async (repository, tag, input) => plain(await service.rollback(actor, repository, tag, input)),
     diff: async (repository, from, to) => plain(await service.diff(actor, repository, from, to)),
-    async close() {
-      await audit.flush();
-      await blobs.close();
-      await metadata.close();
-    },
+    close: () => local.close(),
   };
 }
 
