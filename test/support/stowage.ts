@@ -70,7 +70,9 @@ export async function startStowage(
   child.stderr?.on('data', (chunk: Buffer) => captured.push(chunk));
   const scheme = options.https ? 'https' : 'http';
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
-  const deadline = Date.now() + 30_000;
+  // Generous: the server is started through tsx (compiled on the fly), which takes seconds per
+  // process on a loaded two-core machine, and multi-node tests start three at once.
+  const deadline = Date.now() + 90_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`stowage exited with code ${child.exitCode} before it was ready`);
     try {
@@ -80,7 +82,7 @@ export async function startStowage(
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error('stowage did not become ready within 30 s');
+      throw new Error(`stowage did not become ready within 90 s${captured.length ? `; output:\n${Buffer.concat(captured).toString().slice(-2000)}` : ''}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
