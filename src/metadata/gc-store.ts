@@ -81,7 +81,7 @@ export interface GcQueries {
   renew(runId: string, leaseMs: number): Promise<boolean>;
   /** Records a run's progress. */
   progress(runId: string, progress: GcProgress): Promise<void>;
-  /** Ends a run (and releases its lease). */
+  /** Ends a run (and releases its lease); runs finished more than 90 days ago go. */
   finish(runId: string, status: Exclude<GcStatus, 'running'>, progress: GcProgress, error: string | null): Promise<GcRun | null>;
   run(runId: string): Promise<GcRun | null>;
   /** Totals over every finished run (all nodes), for metrics. */

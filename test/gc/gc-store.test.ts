@@ -199,5 +199,9 @@ describe.each(backends)('garbage collection metadata: %s', (_name, open) => {
     expect((await store.gc.runs(10, third.run.id)).map((r) => r.id)).toEqual([first.run.id]);
     expect(await store.gc.run('nope')).toBeNull();
     expect(await store.gc.totals()).toMatchObject({ runs: { succeeded: 1, failed: 1 }, blobsFreed: 1, bytesFreed: 100 });
+    // Records are kept 90 days.
+    clock += 91 * 24 * HOUR;
+    await store.gc.finish(fourth.run.id, 'succeeded', { ...progress, phase: 'done' }, null);
+    expect((await store.gc.runs(10)).map((r) => r.id)).toEqual([fourth.run.id]);
   });
 });

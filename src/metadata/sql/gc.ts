@@ -30,6 +30,8 @@ interface GcDatabase {
 type GcDb = Kysely<Database & GcDatabase>;
 
 const LEASE = 'gc';
+/** Finished runs are kept this long (their records feed the API and the metrics' totals). */
+const RUN_RETENTION_MS = 90 * 86_400_000;
 
 /** Garbage collection's metadata steps on SQLite and PostgreSQL (GcQueries documents them). */
 export class SqlGc implements GcQueries {
@@ -200,6 +202,7 @@ export class SqlGc implements GcQueries {
         .where('id', '=', runId)
         .execute();
       await trx.deleteFrom('gc_lease').where('name', '=', LEASE).where('run_id', '=', runId).execute();
+      await trx.deleteFrom('gc_runs').where('status', '<>', 'running').where('finished_at', '<', at - RUN_RETENTION_MS).execute();
       return this.findRun(trx, runId);
     });
   }
