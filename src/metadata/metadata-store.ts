@@ -56,7 +56,12 @@ export interface BlobQueries {
   get(digest: string): Promise<BlobRecord | null>;
   /** A blob linked into `repository` (pullable from it). */
   getInRepository(repository: string, digest: string): Promise<BlobRecord | null>;
-  /** Records a committed blob (if new) and links it into `repository` (creating the repository). */
+  /**
+   * Records a committed blob (if new, else renewing its last-seen time and clearing a garbage
+   * collection mark) and links it into `repository` (creating the repository). For tests and
+   * tools: pushes go through `uploads.reserve` and `uploads.complete`, which pin the blob against
+   * garbage collection while its bytes are written.
+   */
   link(repository: string, blob: BlobRecord): Promise<void>;
   /**
    * Links a blob the registry already holds into `repository` (a mount): only while its row is
