@@ -61,6 +61,6 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     garbage: new GarbageService(metadata, auth),
     quotas: new QuotaService(metadata, auth, audit),
     pulls,
-    retention: new RetentionService(metadata, auth, audit, pulls),
+    retention: new RetentionService(metadata, auth, audit, pulls, { node, events: recorder }),
   };
 }

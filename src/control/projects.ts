@@ -6,7 +6,8 @@ import type { ControlStore, MemberRecord, OffsetPage, Paged, ProjectRecord } fro
 import { ControlError, notFound } from './errors.js';
 import { requireAccess, systemAccess } from './guard.js';
 import { memberInput, newProjectInput, parse, projectChangesInput, projectName, userName } from './validation.js';
-import type { EventRecorder } from '../events/recorder.js';
+import type { ControlEvent, EventRecorder } from '../events/recorder.js';
+import type { NewEvent } from '../metadata/events-store.js';
 
 /** Projects (namespaces of repositories), their visibility and their members. */
 export class ProjectService {
@@ -32,11 +33,11 @@ export class ProjectService {
       if (!owner) throw new ControlError('invalid', `user ${data.owner} does not exist`, [{ field: 'owner', message: 'no such user' }]);
       ownerId = owner.id;
     }
-    const project = await this.store.projects.create({ name: data.name, public: data.public, createdBy: creator(actor.principal) }, ownerId);
+    const events = this.describe({ type: 'project.created', actor, project: data.name, detail: { public: data.public } });
+    const project = await this.store.projects.create({ name: data.name, public: data.public, createdBy: creator(actor.principal) }, ownerId, events);
     if (!project) throw new ControlError('conflict', `project ${data.name} already exists`, [{ field: 'name', message: 'already taken' }]);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'project.create', result: 'success', target: project.name, project: project.name, detail: { public: project.public } });
-    await this.events?.emit({ type: 'project.created', actor, project: project.name, detail: { public: project.public } });
     return project;
   }
 
@@ -56,11 +57,11 @@ export class ProjectService {
     let created = false;
     if (!(await this.store.projects.get(name))) {
       if (!this.auth.authorizer.canCreateProjects(principal)) throw new ControlError('forbidden', `project ${name} does not exist`);
-      created = (await this.store.projects.ensure({ name, public: false, createdBy: creator(principal) }, ownerId)).created;
+      const events = this.describe({ type: 'project.created', actor, project: name, detail: { public: false, via: 'push' } });
+      created = (await this.store.projects.ensure({ name, public: false, createdBy: creator(principal) }, ownerId, events)).created;
       if (created) {
         this.auth.policyChanged();
         this.audit.record(actor, { action: 'project.create', result: 'success', target: name, project: name, detail: { public: false, via: 'push' } });
-        await this.events?.emit({ type: 'project.created', actor, project: name, detail: { public: false, via: 'push' } });
       }
     }
     if (!created && !(await this.auth.authorizer.allows(principal, { type: 'repository', name: repository, actions: ['push'] }))) {
@@ -91,11 +92,10 @@ export class ProjectService {
     const changes = parse(projectChangesInput, input);
     await this.get(actor, name);
     await this.requireOwner(actor, name);
-    const project = await this.store.projects.update(name, changes);
+    const project = await this.store.projects.update(name, changes, this.describe({ type: 'project.updated', actor, project: name, detail: changes }));
     if (!project) throw notFound(`project ${name}`);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'project.update', result: 'success', target: name, project: name, detail: changes });
-    await this.events?.emit({ type: 'project.updated', actor, project: name, detail: changes });
     return project;
   }
 
@@ -103,13 +103,13 @@ export class ProjectService {
   async delete(actor: Actor, name: string, force: boolean): Promise<void> {
     await this.get(actor, name);
     await this.requireOwner(actor, name);
-    const result = await this.store.projects.delete(name, force, this.events?.contextOf(actor));
+    const events = this.describe({ type: 'project.deleted', actor, project: name, detail: { force } });
+    const result = await this.store.projects.delete(name, force, this.events?.contextOf(actor), events);
     if (result === 'not-found') throw notFound(`project ${name}`);
     if (result === 'not-empty') throw new ControlError('conflict', `project ${name} has repositories: delete them first, or delete with force`);
     this.known.clear();
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'project.delete', result: 'success', target: name, project: name, detail: { force } });
-    await this.events?.emit({ type: 'project.deleted', actor, project: name, detail: { force } });
   }
 
   async members(actor: Actor, name: string): Promise<MemberRecord[]> {
@@ -126,22 +126,27 @@ export class ProjectService {
     await this.requireOwner(actor, name);
     const target = await this.store.users.get(user);
     if (!target) throw notFound(`user ${user}`);
-    if (!(await this.store.members.set(name, user, role as Role))) throw notFound(`project ${name}`);
+    const events = this.describe({ type: 'member.changed', actor, project: name, detail: { user, role } });
+    if (!(await this.store.members.set(name, user, role as Role, events))) throw notFound(`project ${name}`);
     await this.auth.revoke('user', target.id);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'member.set', result: 'success', target: user, project: name, detail: { role } });
-    await this.events?.emit({ type: 'member.changed', actor, project: name, detail: { user, role } });
   }
 
   async removeMember(actor: Actor, name: string, user: string): Promise<void> {
     await this.get(actor, name);
     await this.requireOwner(actor, name);
     const target = await this.store.users.get(user);
-    if (!target || !(await this.store.members.remove(name, user))) throw notFound(`member ${user} of project ${name}`);
+    const events = this.describe({ type: 'member.removed', actor, project: name, detail: { user } });
+    if (!target || !(await this.store.members.remove(name, user, events))) throw notFound(`member ${user} of project ${name}`);
     await this.auth.revoke('user', target.id);
     this.auth.policyChanged();
     this.audit.record(actor, { action: 'member.remove', result: 'success', target: user, project: name });
-    await this.events?.emit({ type: 'member.removed', actor, project: name, detail: { user } });
+  }
+
+  /** The events of a change, written by the store in the change's own transaction (none without events). */
+  private describe(event: ControlEvent): NewEvent[] {
+    return this.events ? [this.events.prepare(event)] : [];
   }
 
   private requireOwner(actor: Actor, name: string): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Actor } from '../auth/principal.js';
+import type { EventRecorder } from '../events/recorder.js';
 import type { AuthService } from '../auth/service.js';
 import { nodeName, writeContextOf } from '../events/context.js';
 import type { RetentionManifest, StoredRetentionPolicy } from '../metadata/housekeeping-store.js';
@@ -50,6 +51,8 @@ export interface RetentionOptions {
   historyWindowMs?: number;
   now?: () => number;
   node?: string;
+  /** Where a finished run (not a dry run) is reported as a `retention.finished` event. */
+  events?: EventRecorder;
 }
 
 /**
@@ -181,6 +184,14 @@ export class RetentionService {
       project,
       detail: { dryRun, repositories: repositories.length, removed: report.removed.length, kept: report.kept.length, skipped: report.skipped.length },
     });
+    if (!dryRun) {
+      await this.options.events?.emit({
+        type: 'retention.finished',
+        actor,
+        project,
+        detail: { repositories: repositories.length, removed: report.removed.length, kept: report.kept.length, skipped: report.skipped.length, seconds: (report.finishedAt.getTime() - startedAt.getTime()) / 1000 },
+      });
+    }
     return report;
   }
 

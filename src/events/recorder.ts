@@ -28,11 +28,13 @@ interface Aggregate {
 /**
  * Events that do not come from a registry transaction.
  *
- * - `emit()` is the API for control-plane code: project and member changes (ProjectService),
- *   garbage collection and retention runs (`emit({ type: 'gc.finished', detail: {...} })` /
- *   `'retention.finished'`), quota warnings. The event is written to the outbox at once, after the
- *   change it describes committed; it is delivered like every other event. (Registry changes —
- *   pushes, tag moves, deletions — write their events inside their own transaction instead.)
+ * - `prepare()` completes a control-plane event (project and member changes) for the store method
+ *   that makes the change, which writes it in the change's own transaction.
+ * - `emit()` reports what is not one transaction: garbage collection and retention runs
+ *   (`emit({ type: 'gc.finished', detail: {...} })` / `'retention.finished'`), quota refusals. The
+ *   event is written to the outbox at once, after the fact; it is delivered like every other
+ *   event. (Registry changes — pushes, tag moves, deletions — write their events inside their
+ *   own transaction too.)
  * - `pulled()` records a manifest pull without touching the pull's path: nothing is awaited, the
  *   events are buffered and written in batches, sampled or aggregated per `events.pulls`. A crash
  *   can lose the last fraction of a second (or window) of pull events — never a push's.
@@ -140,6 +142,14 @@ export class EventRecorder {
   /** The event of "send test event": delivered only to the webhook that asked. */
   testEvent(actor: Actor, project: string | null): NewEvent {
     return this.complete({ type: 'webhook.test', actor, project, detail: { message: 'a test event from Stowage' } });
+  }
+
+  /**
+   * A control-plane event ready to be written by the store method that makes the change, in the
+   * same transaction (project and member changes): it then exists exactly when the change does.
+   */
+  prepare(event: ControlEvent): NewEvent {
+    return this.complete(event);
   }
 
   private complete(event: ControlEvent): NewEvent {

@@ -1,4 +1,4 @@
-import type { WriteContext } from './events-store.js';
+import type { NewEvent, WriteContext } from './events-store.js';
 
 /**
  * Identity and access-control metadata: users, projects, members, robot accounts, tokens,
@@ -100,19 +100,23 @@ export interface ProjectQueries {
    * Creates a project and, when `ownerId` is given, makes that user its owner, in one
    * transaction. Null when the name is taken.
    */
-  create(project: { name: string; public: boolean; createdBy: string | null }, ownerId?: string): Promise<ProjectRecord | null>;
+  create(project: { name: string; public: boolean; createdBy: string | null }, ownerId?: string, events?: NewEvent[]): Promise<ProjectRecord | null>;
   /** Creates the project unless it exists (as `create`); `created` tells which. */
-  ensure(project: { name: string; public: boolean; createdBy: string | null }, ownerId?: string): Promise<{ project: ProjectRecord; created: boolean }>;
+  ensure(project: { name: string; public: boolean; createdBy: string | null }, ownerId?: string, events?: NewEvent[]): Promise<{ project: ProjectRecord; created: boolean }>;
   get(name: string): Promise<ProjectRecord | null>;
   list(filter: { query?: string; visibleTo: ProjectVisibility }, page: OffsetPage): Promise<Paged<ProjectRecord>>;
-  update(name: string, changes: { public?: boolean }): Promise<ProjectRecord | null>;
+  update(name: string, changes: { public?: boolean }, events?: NewEvent[]): Promise<ProjectRecord | null>;
   /**
    * Deletes a project with its members and robots. Without `force`, only when no repository of
    * the project has content; with it, the project's repositories go too (their manifests, tags
    * and blob links; the bytes stay until garbage collection).
    */
-  delete(name: string, force: boolean, context?: WriteContext): Promise<'deleted' | 'not-found' | 'not-empty'>;
+  delete(name: string, force: boolean, context?: WriteContext, events?: NewEvent[]): Promise<'deleted' | 'not-found' | 'not-empty'>;
 }
+
+// Methods that change projects and members take the events that describe the change (`events`)
+// and write them to the outbox in the change's own transaction, only when it changed something.
+
 
 // ---------------------------------------------------------------------------------------------
 
@@ -127,8 +131,8 @@ export interface MemberRecord {
 
 export interface MemberQueries {
   /** Adds a member or changes the role; false when the project or the user does not exist. */
-  set(project: string, user: string, role: Role): Promise<boolean>;
-  remove(project: string, user: string): Promise<boolean>;
+  set(project: string, user: string, role: Role, events?: NewEvent[]): Promise<boolean>;
+  remove(project: string, user: string, events?: NewEvent[]): Promise<boolean>;
   list(project: string): Promise<MemberRecord[]>;
   role(projectId: string, userId: string): Promise<Role | null>;
   /** Every project the user is a member of, with the role. */

@@ -105,6 +105,34 @@ for (const [name, open] of backends) {
       expect((await store.events.recent(100)).length).toBe(before);
     });
 
+    it('writes project and member events in the transaction of their change, and none when nothing changed', async () => {
+      const event = (type: 'project.created' | 'project.updated' | 'project.deleted' | 'member.changed' | 'member.removed', detail: Record<string, unknown>) => [
+        { type, project: 'ops', repository: null, tag: null, digest: null, previousDigest: null, mediaType: null, size: null, detail, ...context },
+      ];
+      const control = store.control;
+      expect(await control.users.create({ name: 'bob', passwordHash: 'x', email: null, admin: false })).not.toBeNull();
+      expect(await control.projects.create({ name: 'ops', public: false, createdBy: 'alice' }, undefined, event('project.created', { n: 1 }))).not.toBeNull();
+      expect(await control.projects.create({ name: 'ops', public: false, createdBy: 'alice' }, undefined, event('project.created', { n: 2 }))).toBeNull();
+      expect((await control.projects.ensure({ name: 'ops', public: false, createdBy: 'alice' }, undefined, event('project.created', { n: 3 }))).created).toBe(false);
+      expect(await control.projects.update('ops', { public: true }, event('project.updated', { public: true }))).not.toBeNull();
+      expect(await control.projects.update('nowhere', { public: true }, event('project.updated', { nowhere: true }))).toBeNull();
+      expect(await control.members.set('ops', 'bob', 'reader', event('member.changed', { user: 'bob' }))).toBe(true);
+      expect(await control.members.set('ops', 'nobody', 'reader', event('member.changed', { user: 'nobody' }))).toBe(false);
+      expect(await control.members.remove('ops', 'bob', event('member.removed', { user: 'bob' }))).toBe(true);
+      expect(await control.members.remove('ops', 'bob', event('member.removed', { again: true }))).toBe(false);
+      expect(await control.projects.delete('ops', false, context, event('project.deleted', { force: false }))).toBe('deleted');
+      expect(await control.projects.delete('ops', false, context, event('project.deleted', { again: true }))).toBe('not-found');
+      const events = (await store.events.recent(100, { project: 'ops' })).reverse();
+      expect(events.map((e) => [e.type, e.detail])).toEqual([
+        ['project.created', { n: 1 }],
+        ['project.updated', { public: true }],
+        ['member.changed', { user: 'bob' }],
+        ['member.removed', { user: 'bob' }],
+        ['project.deleted', { force: false }],
+      ]);
+      expect(events.every((e) => e.actor === 'alice' && e.node === 'node-1')).toBe(true);
+    });
+
     it('fans out by the filters and claims each delivery once across concurrent claimers', async () => {
       const all = (await store.webhooks.create({ project: null, url: 'https://a.example/', events: [], repository: null, tag: null, format: 'stowage', headers: {}, enabled: true, secret: 's'.repeat(16), createdBy: null }))!;
       await store.webhooks.create({ project: null, url: 'https://b.example/', events: ['artifact.deleted'], repository: null, tag: null, format: 'stowage', headers: {}, enabled: true, secret: null, createdBy: null });

@@ -102,6 +102,12 @@ describe('retention policies', () => {
     ]);
     // A second run finds nothing more to remove.
     expect((await apiOk(app, 'POST', '/projects/team/retention/run', { as: owner, status: 200 })).removed).toEqual([]);
+    // Each real run (not the dry run) is announced to webhooks as retention.finished.
+    const finished = (await app.app.metadata.events.recent(100, { project: 'team' })).filter((e) => e.type === 'retention.finished');
+    expect(finished.map((e) => e.detail)).toEqual([
+      expect.objectContaining({ removed: 0, skipped: 0 }),
+      expect.objectContaining({ repositories: 2, removed: 3, skipped: 0 }),
+    ]);
   });
 
   it('keep what was pulled recently (the pull counts of this process are written before planning)', async () => {

@@ -10,8 +10,8 @@ import type {
   Role,
 } from '../../control-store.js';
 import type { ProjectTable } from '../control-schema.js';
-import type { WriteContext } from '../../events-store.js';
-import { writeRepositoryRemovalEvents } from '../events.js';
+import type { NewEvent, WriteContext } from '../../events-store.js';
+import { writeEvents, writeRepositoryRemovalEvents } from '../events.js';
 import { containsPattern, date, id, underPrefix, type Clock, type Db } from './common.js';
 
 type NewProject = { name: string; public: boolean; createdBy: string | null };
@@ -22,12 +22,16 @@ export class SqlProjects implements ProjectQueries {
     private readonly now: Clock,
   ) {}
 
-  async create(project: NewProject, ownerId?: string): Promise<ProjectRecord | null> {
-    return this.db.transaction().execute(async (trx) => insertProject(trx, project, ownerId, this.now()));
+  async create(project: NewProject, ownerId?: string, events: NewEvent[] = []): Promise<ProjectRecord | null> {
+    return this.db.transaction().execute(async (trx) => {
+      const created = await insertProject(trx, project, ownerId, this.now());
+      if (created) await writeEvents(trx, events, this.now());
+      return created;
+    });
   }
 
-  async ensure(project: NewProject, ownerId?: string): Promise<{ project: ProjectRecord; created: boolean }> {
-    const created = await this.create(project, ownerId);
+  async ensure(project: NewProject, ownerId?: string, events: NewEvent[] = []): Promise<{ project: ProjectRecord; created: boolean }> {
+    const created = await this.create(project, ownerId, events);
     if (created) return { project: created, created: true };
     const existing = await this.get(project.name);
     if (!existing) throw new Error(`project ${project.name} was deleted while it was being created`);
@@ -63,18 +67,23 @@ export class SqlProjects implements ProjectQueries {
     return { items: rows.map(toProject), total: Number(count.n) };
   }
 
-  async update(name: string, changes: { public?: boolean }): Promise<ProjectRecord | null> {
+  async update(name: string, changes: { public?: boolean }, events: NewEvent[] = []): Promise<ProjectRecord | null> {
     if (changes.public === undefined) return this.get(name);
-    const row = await this.db
-      .updateTable('projects')
-      .set({ public: changes.public ? 1 : 0 })
-      .where('name', '=', name)
-      .returningAll()
-      .executeTakeFirst();
-    return row ? toProject(row) : null;
+    const isPublic = changes.public;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('projects')
+        .set({ public: isPublic ? 1 : 0 })
+        .where('name', '=', name)
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return null;
+      await writeEvents(trx, events, this.now());
+      return toProject(row);
+    });
   }
 
-  async delete(name: string, force: boolean, context?: WriteContext): Promise<'deleted' | 'not-found' | 'not-empty'> {
+  async delete(name: string, force: boolean, context?: WriteContext, events: NewEvent[] = []): Promise<'deleted' | 'not-found' | 'not-empty'> {
     return this.db.transaction().execute(async (trx) => {
       // Writing the row first takes the write lock (SQLite) or the row lock (PostgreSQL).
       const locked = await trx
@@ -108,6 +117,7 @@ export class SqlProjects implements ProjectQueries {
       await trx.deleteFrom('repositories').where(inProject('name')).execute();
       await trx.deleteFrom('uploads').where(inProject('repository')).execute();
       await trx.deleteFrom('projects').where('id', '=', locked.id).execute();
+      await writeEvents(trx, events, this.now());
       return 'deleted';
     });
   }
@@ -119,29 +129,36 @@ export class SqlMembers implements MemberQueries {
     private readonly now: Clock,
   ) {}
 
-  async set(project: string, user: string, role: Role): Promise<boolean> {
-    const ids = await this.db
-      .selectFrom('projects as p')
-      .innerJoin('users as u', (join) => join.on('u.name', '=', user))
-      .select(['p.id as projectId', 'u.id as userId'])
-      .where('p.name', '=', project)
-      .executeTakeFirst();
-    if (!ids) return false;
-    await this.db
-      .insertInto('project_members')
-      .values({ project_id: ids.projectId, user_id: ids.userId, role, created_at: this.now() })
-      .onConflict((oc) => oc.columns(['project_id', 'user_id']).doUpdateSet({ role: (eb) => eb.ref('excluded.role') }))
-      .execute();
-    return true;
+  async set(project: string, user: string, role: Role, events: NewEvent[] = []): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const ids = await trx
+        .selectFrom('projects as p')
+        .innerJoin('users as u', (join) => join.on('u.name', '=', user))
+        .select(['p.id as projectId', 'u.id as userId'])
+        .where('p.name', '=', project)
+        .executeTakeFirst();
+      if (!ids) return false;
+      await trx
+        .insertInto('project_members')
+        .values({ project_id: ids.projectId, user_id: ids.userId, role, created_at: this.now() })
+        .onConflict((oc) => oc.columns(['project_id', 'user_id']).doUpdateSet({ role: (eb) => eb.ref('excluded.role') }))
+        .execute();
+      await writeEvents(trx, events, this.now());
+      return true;
+    });
   }
 
-  async remove(project: string, user: string): Promise<boolean> {
-    const result = await this.db
-      .deleteFrom('project_members')
-      .where('project_id', '=', (eb) => eb.selectFrom('projects').select('id').where('name', '=', project))
-      .where('user_id', '=', (eb) => eb.selectFrom('users').select('id').where('name', '=', user))
-      .executeTakeFirst();
-    return result.numDeletedRows > 0n;
+  async remove(project: string, user: string, events: NewEvent[] = []): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const result = await trx
+        .deleteFrom('project_members')
+        .where('project_id', '=', (eb) => eb.selectFrom('projects').select('id').where('name', '=', project))
+        .where('user_id', '=', (eb) => eb.selectFrom('users').select('id').where('name', '=', user))
+        .executeTakeFirst();
+      if (result.numDeletedRows === 0n) return false;
+      await writeEvents(trx, events, this.now());
+      return true;
+    });
   }
 
   async list(project: string): Promise<MemberRecord[]> {
