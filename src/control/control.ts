@@ -46,6 +46,24 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
   const pulls = new PullRecorder(metadata.pulls);
   const node = events.node;
   const recorder = new EventRecorder(metadata.events, events);
+  const garbage = new GarbageService(metadata, auth);
+  // Webhooks hear of every collection run that ends, succeeded or failed.
+  garbage.onFinished((run) => {
+    void recorder.emit({
+      type: 'gc.finished',
+      project: run.project,
+      detail: {
+        run: run.id,
+        status: run.status,
+        startedBy: run.actor,
+        blobsFreed: run.blobsFreed,
+        bytesFreed: run.bytesFreed,
+        uploadsRemoved: run.uploadsRemoved,
+        seconds: run.finishedAt ? (run.finishedAt.getTime() - run.startedAt.getTime()) / 1000 : null,
+        error: run.error,
+      },
+    });
+  });
   return {
     events: recorder,
     webhooks: new WebhookService(metadata, auth, audit, recorder),
@@ -58,7 +76,7 @@ export function createControl(metadata: MetadataStore, auth: AuthService, audit:
     tokens: new PersonalTokenService(store, auth, audit),
     repositories: new RepositoryService(store, metadata, auth, audit, node),
     tagHistory: new TagHistoryService(metadata, auth, audit, blobs, { node }),
-    garbage: new GarbageService(metadata, auth),
+    garbage,
     quotas: new QuotaService(metadata, auth, audit),
     pulls,
     retention: new RetentionService(metadata, auth, audit, pulls, { node, events: recorder }),

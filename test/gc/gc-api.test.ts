@@ -62,6 +62,14 @@ describe('POST /api/v1/gc', () => {
     expect(run).toMatchObject({ status: 'succeeded', phase: 'done', blobsExamined: 3, blobsMarked: 3, blobsFreed: 3, error: null, graceMs: 3_600_000, project: null });
     expect(run.bytesFreed).toBe(garbage.reduce((n, b) => n + b.length, 0));
     expect(run.finishedAt).not.toBeNull();
+    // Webhooks hear of the run: a gc.finished event with its figures.
+    // (written just after the run's record: look for up to 10 s)
+    let announced;
+    for (let i = 0; i < 200 && !announced; i++) {
+      announced = (await app.app.metadata.events.recent(200)).find((e) => e.type === 'gc.finished' && (e.detail as { run?: string } | null)?.run === run.id);
+      if (!announced) await sleep(50);
+    }
+    expect(announced?.detail).toMatchObject({ status: 'succeeded', startedBy: 'admin', blobsFreed: 3, bytesFreed: run.bytesFreed });
     for (const blob of garbage) {
       expect(existsSync(blobFile(sha256(blob)))).toBe(false);
       expect((await app.head(`/v2/team/app/blobs/${sha256(blob)}`)).statusCode).toBe(404);
