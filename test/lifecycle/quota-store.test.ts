@@ -66,6 +66,23 @@ describe.each(backends)('quotas on %s', (_name, open) => {
     expect(await store.uploads.get('big')).not.toBeNull(); // nothing committed: the session stays
   });
 
+  it('announces a quota.warning once when a link takes usage past 90% of the quota, and again after it fell back', async () => {
+    await store.control.projects.create({ name: 'warn', public: false, createdBy: null });
+    expect(await store.quotas.set('warn', { bytes: 1000, repositories: null })).toBe(true);
+    const warnings = async () => (await store.events.recent(1000, { project: 'warn' })).filter((e) => e.type === 'quota.warning');
+    await store.blobs.link('warn/a', blob(0x100, 500));
+    await store.blobs.link('warn/a', blob(0x101, 350));
+    expect(await warnings()).toEqual([]);
+    await store.blobs.link('warn/b', blob(0x102, 100)); // 950 of 1000
+    await store.blobs.link('warn/b', blob(0x103, 40)); // 990: already past the line
+    const first = await warnings();
+    expect(first).toHaveLength(1);
+    expect(first[0]).toMatchObject({ repository: 'warn/b', digest: blob(0x102).digest, size: 100, detail: { used: 950, limit: 1000, percent: 95 } });
+    await store.blobs.unlink('warn/a', blob(0x101).digest); // 640
+    await store.blobs.link('warn/a', blob(0x104, 300)); // 940: crosses again
+    expect(await warnings()).toHaveLength(2);
+  });
+
   it('limits the number of repositories and refuses new manifests while over the byte quota', async () => {
     await store.quotas.set('team', { bytes: null, repositories: 2 });
     // team/c holds nothing any more: repositories count while they have content.

@@ -3,6 +3,8 @@ import { projectOf } from '../../auth/authorizer.js';
 import { QuotaExceededError, type ProjectUsage, type QuotaLimits, type QuotaQueries } from '../housekeeping-store.js';
 import { underPrefix, type Clock, type Db } from './control/common.js';
 import type { Id } from './schema.js';
+import type { NewEvent } from '../events-store.js';
+import { writeEvents } from './events.js';
 
 /**
  * Project quotas. Usage is computed from repository_blobs (unique digests over the project's
@@ -91,7 +93,7 @@ export async function enforceQuotaOnLink(trx: Db, repository: string, repository
   const limits = await lockQuota(trx, project);
   if (!limits) return;
   if (limits.repositories !== null) await checkRepositories(trx, project, repositoryId, limits.repositories);
-  if (limits.bytes !== null) await checkBytes(trx, project, limits.bytes, limits.bound, blob);
+  if (limits.bytes !== null) await checkBytes(trx, project, limits.bytes, limits.bound, blob, repository);
 }
 
 /**
@@ -121,12 +123,40 @@ async function lockQuota(trx: Db, project: string): Promise<(QuotaLimits & { bou
   return row ? { bytes: numberOrNull(row.bytes_limit), repositories: numberOrNull(row.repositories_limit), bound: Number(row.used_bound) } : undefined;
 }
 
-async function checkBytes(trx: Db, project: string, limit: number, bound: number, blob: { digest: string; size: number }): Promise<void> {
+async function checkBytes(trx: Db, project: string, limit: number, bound: number, blob: { digest: string; size: number }, repository: string): Promise<void> {
   if (await holds(trx, project, blob.digest)) return; // a blob the project already holds adds nothing
-  if (bound + blob.size <= limit) return setBound(trx, project, bound + blob.size);
+  const warnAt = limit * QUOTA_WARNING_SHARE;
+  // The bound may overstate usage: a link that would cross the warning line or the limit by it
+  // recounts exactly (rare: once per crossing), every other link costs no count.
+  if (bound + blob.size <= limit && (bound >= warnAt || bound + blob.size < warnAt)) return setBound(trx, project, bound + blob.size);
   const used = (await projectUsage(trx, project)).bytes;
   if (used + blob.size > limit) throw new QuotaExceededError(project, 'bytes', used, limit, blob.size);
   await setBound(trx, project, used + blob.size);
+  if (used < warnAt && used + blob.size >= warnAt) {
+    // In the linking transaction: the warning exists exactly when the push that crossed the line does.
+    await writeEvents(trx, [quotaWarning(project, repository, blob, used + blob.size, limit)], Date.now());
+  }
+}
+
+/** A project's usage crossing this share of its byte quota is announced as a `quota.warning` event. */
+export const QUOTA_WARNING_SHARE = 0.9;
+
+function quotaWarning(project: string, repository: string, blob: { digest: string; size: number }, used: number, limit: number): NewEvent {
+  return {
+    type: 'quota.warning',
+    actor: null,
+    actorKind: 'system',
+    address: null,
+    project,
+    repository,
+    tag: null,
+    digest: blob.digest,
+    previousDigest: null,
+    mediaType: null,
+    size: blob.size,
+    node: null,
+    detail: { used, limit, percent: Math.round((used / limit) * 1000) / 10, warnAtPercent: QUOTA_WARNING_SHARE * 100 },
+  };
 }
 
 /** Whether a repository of the project holds the blob (by the digest index). */
