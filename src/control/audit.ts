@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged } from '../metadata/control-store.js';
 import { actorName, type Actor } from '../auth/principal.js';
 import { projectOf } from '../auth/authorizer.js';
+import { BatchedWrites } from './batched-writes.js';
 
 export interface AuditEvent {
   action: string;
@@ -31,10 +32,7 @@ export interface AuditLogOptions {
  */
 export class AuditLog {
   private buffer: AuditEntry[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> = Promise.resolve();
-  private readonly flushMs: number;
-  private readonly batchSize: number;
+  private readonly writes: BatchedWrites<AuditEntry>;
   private readonly now: () => number;
 
   constructor(
@@ -42,9 +40,15 @@ export class AuditLog {
     private readonly logger: Logger,
     options: AuditLogOptions = {},
   ) {
-    this.flushMs = options.flushMs ?? 500;
-    this.batchSize = options.batchSize ?? 500;
     this.now = options.now ?? Date.now;
+    this.writes = new BatchedWrites({
+      flushMs: options.flushMs ?? 500,
+      batchSize: options.batchSize ?? 500,
+      take: () => this.buffer.splice(0),
+      write: (batch) => this.store.append(batch),
+      // The log must not take requests down with it; the loss itself is logged.
+      failed: (error, entries) => this.logger.error({ err: error, entries }, 'writing audit log entries failed'),
+    });
   }
 
   record(actor: Actor, event: AuditEvent): void {
@@ -60,31 +64,12 @@ export class AuditLog {
       result: event.result,
       detail: event.detail ?? null,
     });
-    if (this.buffer.length >= this.batchSize) void this.flush();
-    else if (!this.timer) {
-      this.timer = setTimeout(() => void this.flush(), this.flushMs);
-      this.timer.unref();
-    }
+    this.writes.recorded(this.buffer.length);
   }
 
   /** Writes what is buffered; resolves when everything recorded before the call is stored. */
   flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const batch = this.buffer;
-    this.buffer = [];
-    this.writing = this.writing.then(async () => {
-      if (batch.length === 0) return;
-      try {
-        await this.store.append(batch);
-      } catch (error) {
-        // The log must not take requests down with it; the loss itself is logged.
-        this.logger.error({ err: error, entries: batch.length }, 'writing audit log entries failed');
-      }
-    });
-    return this.writing;
+    return this.writes.flush();
   }
 
   async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>> {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { PullIncrement, PullStatsQueries } from '../metadata/housekeeping-store.js';
+import { BatchedWrites } from './batched-writes.js';
 
 export interface PullRecorderOptions {
   /** Counts are written at most this long after a pull (default 2 s), or when `batchSize` keys wait. */
@@ -16,10 +17,7 @@ export interface PullRecorderOptions {
  */
 export class PullRecorder {
   private buffer = new Map<string, PullIncrement>();
-  private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> = Promise.resolve();
-  private readonly flushMs: number;
-  private readonly batchSize: number;
+  private readonly writes: BatchedWrites<PullIncrement>;
   private readonly now: () => number;
   private logger: Pick<Logger, 'error'> | undefined;
 
@@ -27,9 +25,18 @@ export class PullRecorder {
     private readonly store: PullStatsQueries,
     options: PullRecorderOptions = {},
   ) {
-    this.flushMs = options.flushMs ?? 2000;
-    this.batchSize = options.batchSize ?? 1000;
     this.now = options.now ?? Date.now;
+    this.writes = new BatchedWrites({
+      flushMs: options.flushMs ?? 2000,
+      batchSize: options.batchSize ?? 1000,
+      take: () => {
+        const batch = [...this.buffer.values()];
+        this.buffer = new Map();
+        return batch;
+      },
+      write: (batch) => this.store.add(batch),
+      failed: (error, entries) => this.logger?.error({ err: error, entries }, 'writing pull statistics failed'),
+    });
   }
 
   /** Where failed writes are reported (they never fail a request). */
@@ -46,30 +53,12 @@ export class PullRecorder {
       seen.count += 1;
       seen.lastAt = at;
     } else this.buffer.set(key, { repository, digest, tag, count: 1, lastAt: at });
-    if (this.buffer.size >= this.batchSize) void this.flush();
-    else if (!this.timer) {
-      this.timer = setTimeout(() => void this.flush(), this.flushMs);
-      this.timer.unref();
-    }
+    this.writes.recorded(this.buffer.size);
   }
 
   /** Writes what is buffered; resolves when every pull recorded before the call is stored. */
   flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const batch = [...this.buffer.values()];
-    this.buffer = new Map();
-    this.writing = this.writing.then(async () => {
-      if (batch.length === 0) return;
-      try {
-        await this.store.add(batch);
-      } catch (error) {
-        this.logger?.error({ err: error, entries: batch.length }, 'writing pull statistics failed');
-      }
-    });
-    return this.writing;
+    return this.writes.flush();
   }
 
   /**

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Actor } from '../auth/principal.js';
 import type { EventQueries, EventType, NewEvent, WriteContext } from '../metadata/events-store.js';
 import { writeContextOf } from './context.js';
+import { BatchedWrites } from '../control/batched-writes.js';
 
 export type PullEventMode = 'off' | 'all' | 'sample' | 'aggregate';
 
@@ -42,9 +43,8 @@ interface Aggregate {
 export class EventRecorder {
   private buffer: NewEvent[] = [];
   private readonly aggregates = new Map<string, Aggregate>();
-  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly writes: BatchedWrites<NewEvent>;
   private windowTimer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> = Promise.resolve();
   private readonly mode: PullEventMode;
   private readonly random: () => number;
 
@@ -56,6 +56,15 @@ export class EventRecorder {
   ) {
     this.mode = options.pulls ?? 'aggregate';
     this.random = options.random ?? Math.random;
+    this.writes = new BatchedWrites({
+      flushMs: options.flushMs ?? 500,
+      batchSize: 500,
+      take: () => this.buffer.splice(0),
+      write: async (batch) => {
+        await this.events.append(batch);
+      },
+      failed: (error, events) => this.logger.error({ err: error, events }, 'writing pull events failed'),
+    });
   }
 
   /** Where failures to write events are reported (the serving process's logger). */
@@ -99,11 +108,7 @@ export class EventRecorder {
       return;
     }
     this.buffer.push(event);
-    if (this.buffer.length >= 500) void this.flush();
-    else if (!this.flushTimer) {
-      this.flushTimer = setTimeout(() => void this.flush(), this.options.flushMs ?? 500);
-      this.flushTimer.unref();
-    }
+    this.writes.recorded(this.buffer.length);
   }
 
   /** Ends the current aggregation window: one event per repository and digest, with the count. */
@@ -119,19 +124,7 @@ export class EventRecorder {
   /** Writes buffered pull events (aggregates too, at shutdown); resolves when they are stored. */
   flush(includeWindow = false): Promise<void> {
     if (includeWindow && this.aggregates.size > 0) return this.closeWindow();
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    const batch = this.buffer;
-    this.buffer = [];
-    this.writing = this.writing.then(async () => {
-      if (batch.length === 0) return;
-      try {
-        await this.events.append(batch);
-      } catch (error) {
-        this.logger.error({ err: error, events: batch.length }, 'writing pull events failed');
-      }
-    });
-    return this.writing;
+    return this.writes.flush();
   }
 
   /** Who writes and where, for the metadata calls of control-plane changes. */
