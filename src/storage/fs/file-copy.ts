@@ -21,14 +21,14 @@ export function isCopyable(stream: Readable): stream is CopyableStream {
   return typeof (stream as Partial<CopyableStream>).copyTo === 'function';
 }
 
-/** Gives `stream`, which reads bytes [start, end] of `handle`, a buffer-reusing copyTo. */
-export function copyable(stream: Readable, handle: FileHandle, start: number, end: number): CopyableStream {
+/** Gives `stream`, which reads bytes [start, end] of `handle` (no end: to the end of the file), a buffer-reusing copyTo. */
+export function copyable(stream: Readable, handle: FileHandle, start: number, end: number | undefined): CopyableStream {
   return Object.assign(stream, {
     copyTo: (out: Writable) => copyRange(handle, start, end, out).finally(() => stream.destroy()),
   });
 }
 
-async function copyRange(handle: FileHandle, start: number, end: number, out: Writable): Promise<void> {
+async function copyRange(handle: FileHandle, start: number, end: number | undefined, out: Writable): Promise<void> {
   const buffers = Array.from({ length: BUFFERS }, () => Buffer.allocUnsafeSlow(BUFFER_SIZE));
   const inFlight: (Promise<void> | undefined)[] = new Array(BUFFERS);
   const gone = new Promise<never>((_, reject) => {
@@ -37,11 +37,15 @@ async function copyRange(handle: FileHandle, start: number, end: number, out: Wr
   gone.catch(() => undefined);
   let position = start;
   let slot = 0;
-  while (position <= end) {
+  while (end === undefined || position <= end) {
     if (inFlight[slot]) await Promise.race([inFlight[slot], gone]);
     const buffer = buffers[slot]!;
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(BUFFER_SIZE, end - position + 1), position);
-    if (bytesRead === 0) throw new Error(`the blob file ended at byte ${position}, before byte ${end}`);
+    const length = end === undefined ? BUFFER_SIZE : Math.min(BUFFER_SIZE, end - position + 1);
+    const { bytesRead } = await handle.read(buffer, 0, length, position);
+    if (bytesRead === 0) {
+      if (end === undefined) break;
+      throw new Error(`the blob file ended at byte ${position}, before byte ${end}`);
+    }
     position += bytesRead;
     const write = written(out, bytesRead === BUFFER_SIZE ? buffer : buffer.subarray(0, bytesRead));
     write.catch(() => undefined); // awaited later; a failure meanwhile must not go unhandled

@@ -54,8 +54,7 @@ export class FsBlobStore implements BlobStore {
     });
     try {
       const stream = handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: HIGH_WATER_MARK });
-      const end = range?.end ?? (await handle.stat()).size - 1;
-      return copyable(stream, handle, range?.start ?? 0, end);
+      return copyable(stream, handle, range?.start ?? 0, range?.end);
     } catch (err) {
       await handle.close();
       throw err;
