@@ -1,27 +1,18 @@
 // `stowage tag history|rollback` and `stowage diff`: on the local installation next to a running
 // server (which sees the rollback at once), and against the server's API with --server.
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStowage, type RunningStowage } from '../support/stowage.js';
+import { runStowage } from '../support/cli.js';
 
-const root = resolve(import.meta.dirname, '../..');
 let dataDir: string;
 let server: RunningStowage;
 const digests: string[] = [];
 
-function stowage(args: string[], env: Record<string, string> = {}) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-    cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, STOWAGE_DATA_DIR: dataDir, STOWAGE_SERVER: '', ...env },
-    timeout: 60_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const stowage = (args: string[], env: Record<string, string> = {}) => runStowage(dataDir, args, env);
 
 const sha = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
