@@ -89,18 +89,8 @@ export interface WebhookRecord {
   updatedAt: Date;
 }
 
-export interface NewWebhook {
-  project: string | null;
-  url: string;
-  events: EventType[];
-  repository: string | null;
-  tag: string | null;
-  format: WebhookFormat;
-  headers: Record<string, string>;
-  enabled: boolean;
-  secret: string | null;
-  createdBy: string | null;
-}
+/** A webhook to create: its fields, with the secret itself instead of `hasSecret`. */
+export type NewWebhook = Omit<WebhookRecord, 'id' | 'hasSecret' | 'createdAt' | 'updatedAt'> & { secret: string | null };
 
 export type WebhookChanges = Partial<Omit<NewWebhook, 'project' | 'createdBy'>>;
 
