@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { projectOf } from '../../auth/authorizer.js';
 import { QuotaExceededError, type ProjectUsage, type QuotaLimits, type QuotaQueries } from '../housekeeping-store.js';
-import { underPrefix, type Clock, type Db } from './control/common.js';
+import { repositoryHasContent, underPrefix, type Clock, type Db } from './control/common.js';
 import type { Id } from './schema.js';
 import type { NewEvent } from '../events-store.js';
 import { writeEvents } from './events.js';
@@ -193,12 +193,7 @@ async function projectUsage(db: Db, project: string): Promise<ProjectUsage> {
 
 async function repositoriesWithContent(db: Db, project: string): Promise<number> {
   const row = await inProject(db.selectFrom('repositories as r'), project)
-    .where((eb) =>
-      eb.or([
-        eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
-        eb.exists(eb.selectFrom('repository_blobs as x').select('x.digest').whereRef('x.repository_id', '=', 'r.id')),
-      ]),
-    )
+    .where(repositoryHasContent)
     .select((eb) => eb.fn.countAll<number | string>().as('n'))
     .executeTakeFirstOrThrow();
   return Number(row.n);

@@ -35,6 +35,7 @@ import { SqlPullStats } from './pull-stats.js';
 import { SqlRetention } from './retention.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from '../housekeeping-store.js';
 import { precompile } from './precompiled.js';
+import { repositoryHasContent } from './control/common.js';
 import { TagLister } from './tag-list.js';
 import { manifestDeleteEvents, manifestPutEvents, movedBy, readMovedBy, SqlEvents, SqlWebhooks, tagDeleteEvent, writeEvents } from './events.js';
 import type { EventQueries, WebhookQueries, WriteOptions } from '../events-store.js';
@@ -118,17 +119,7 @@ class SqlRepositories implements RepositoryQueries {
     let query = this.db
       .selectFrom('repositories as r')
       .select('r.name')
-      .where((eb) =>
-        eb.or([
-          eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
-          eb.exists(
-            eb
-              .selectFrom('repository_blobs as rb')
-              .select('rb.digest')
-              .whereRef('rb.repository_id', '=', 'r.id'),
-          ),
-        ]),
-      );
+      .where(repositoryHasContent);
     if (page.last !== undefined) query = query.where('r.name', '>', page.last);
     const rows = await query.orderBy('r.name').limit(page.limit).execute();
     return rows.map((row) => row.name);
@@ -140,17 +131,7 @@ class SqlRepositories implements RepositoryQueries {
       .selectFrom('repositories as r')
       .select('r.id')
       .where('r.name', '=', name)
-      .where((eb) =>
-        eb.or([
-          eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
-          eb.exists(
-            eb
-              .selectFrom('repository_blobs as rb')
-              .select('rb.digest')
-              .whereRef('rb.repository_id', '=', 'r.id'),
-          ),
-        ]),
-      )
+      .where(repositoryHasContent)
       .executeTakeFirst();
     return row !== undefined;
   }

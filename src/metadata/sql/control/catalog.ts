@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { CatalogQueries, OffsetPage, Paged, RepositorySummary, TagSummary } from '../../control-store.js';
-import { containsPattern, date, underPrefix, type Db } from './common.js';
+import { containsPattern, date, repositoryHasContent, underPrefix, type Db } from './common.js';
 import type { WriteContext } from '../../events-store.js';
 import { writeRepositoryRemovalEvents } from '../events.js';
 
@@ -33,12 +33,7 @@ export class SqlCatalog implements CatalogQueries {
     let query = this.db
       .selectFrom('repositories as r')
       .select('r.name')
-      .where((eb) =>
-        eb.or([
-          eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
-          eb.exists(eb.selectFrom('repository_blobs as rb').select('rb.digest').whereRef('rb.repository_id', '=', 'r.id')),
-        ]),
-      );
+      .where(repositoryHasContent);
     if (text) query = query.where(sql<boolean>`r.name like ${containsPattern(text)} escape '\\'`);
     if (after !== undefined) query = query.where('r.name', '>', after);
     if (projects !== undefined) {

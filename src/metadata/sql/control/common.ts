@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database, Id } from '../schema.js';
 
 export type Db = Kysely<Database>;
@@ -39,3 +39,10 @@ export async function claimOnce(trx: Db, name: string, value: string, at: number
     .executeTakeFirst();
   return row !== undefined;
 }
+
+/**
+ * Whether the repository aliased `r` has content: a manifest or a linked blob. The catalog,
+ * repository listings, project usage and project deletion all count repositories by it (a
+ * repository row can outlive its content).
+ */
+export const repositoryHasContent = sql<boolean>`(exists (select 1 from manifests where manifests.repository_id = r.id) or exists (select 1 from repository_blobs where repository_blobs.repository_id = r.id))`;

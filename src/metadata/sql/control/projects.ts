@@ -12,7 +12,7 @@ import type {
 import type { ProjectTable } from '../control-schema.js';
 import type { NewEvent, WriteContext } from '../../events-store.js';
 import { writeEvents, writeRepositoryRemovalEvents } from '../events.js';
-import { containsPattern, date, id, underPrefix, type Clock, type Db } from './common.js';
+import { containsPattern, date, id, repositoryHasContent, underPrefix, type Clock, type Db } from './common.js';
 
 type NewProject = { name: string; public: boolean; createdBy: string | null };
 
@@ -101,12 +101,7 @@ export class SqlProjects implements ProjectQueries {
           .selectFrom('repositories as r')
           .select('r.id')
           .where(inProject('r.name'))
-          .where((eb) =>
-            eb.or([
-              eb.exists(eb.selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
-              eb.exists(eb.selectFrom('repository_blobs as rb').select('rb.digest').whereRef('rb.repository_id', '=', 'r.id')),
-            ]),
-          )
+          .where(repositoryHasContent)
           .limit(1)
           .executeTakeFirst();
         if (content) return 'not-empty';
