@@ -17,8 +17,3 @@ export function writeContextOf(actor: Actor, node: string): WriteContext {
     node,
   };
 }
-
-/** A change made by the system itself (background jobs, local CLI without a user). */
-export function systemContext(node: string, actor: string | null = null): WriteContext {
-  return { actor, actorKind: 'system', address: null, node };
-}
