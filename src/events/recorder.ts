@@ -85,29 +85,31 @@ export class EventRecorder {
   pulled(actor: Actor, repository: string, manifest: { digest: string; mediaType: string | null; size: number | null }, tag: string | null): void {
     if (this.mode === 'off') return;
     if (this.mode === 'sample' && this.random() >= (this.options.pullSampleRate ?? 0.1)) return;
-    const event = this.complete({
-      type: 'artifact.pulled',
-      actor,
-      repository,
-      project: repository.split('/', 1)[0]!,
-      tag,
-      digest: manifest.digest,
-      mediaType: manifest.mediaType,
-      size: manifest.size,
-      ...(this.mode === 'sample' ? { detail: { sampleRate: this.options.pullSampleRate ?? 0.1 } } : {}),
-    });
+    const event = () =>
+      this.complete({
+        type: 'artifact.pulled',
+        actor,
+        repository,
+        project: repository.split('/', 1)[0]!,
+        tag,
+        digest: manifest.digest,
+        mediaType: manifest.mediaType,
+        size: manifest.size,
+        ...(this.mode === 'sample' ? { detail: { sampleRate: this.options.pullSampleRate ?? 0.1 } } : {}),
+      });
     if (this.mode === 'aggregate') {
+      // A repeated pull of the window only counts: the event is built for the first one.
       const key = `${repository}@${manifest.digest}`;
       const existing = this.aggregates.get(key);
       if (existing) existing.count++;
-      else this.aggregates.set(key, { event, count: 1 });
+      else this.aggregates.set(key, { event: event(), count: 1 });
       if (!this.windowTimer) {
         this.windowTimer = setTimeout(() => void this.closeWindow(), this.options.pullWindowMs ?? 60_000);
         this.windowTimer.unref();
       }
       return;
     }
-    this.buffer.push(event);
+    this.buffer.push(event());
     this.writes.recorded(this.buffer.length);
   }
 
