@@ -1,14 +1,9 @@
 // Garbage collection's metadata steps (candidates, mark, sweep, the rescue by a new push, the
 // one-run lease), on SQLite and PostgreSQL, with an injected clock.
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MetadataStore, NewManifest } from '../../src/metadata/metadata-store.js';
-import { openPostgresMetadataStore } from '../../src/metadata/sql/postgres.js';
-import { openSqliteMetadataStore } from '../../src/metadata/sql/sqlite.js';
-import { createDatabase } from '../support/services.js';
+import { metadataBackends } from '../support/metadata-backends.js';
 
 const HOUR = 3_600_000;
 
@@ -31,24 +26,7 @@ function manifest(seed: string, blobs: string[]): NewManifest {
   };
 }
 
-const backends: [string, (now: () => number) => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>][] = [
-  [
-    'SQLite',
-    async (now) => {
-      const dir = await mkdtemp(join(tmpdir(), 'stowage-gc-'));
-      const store = await openSqliteMetadataStore(join(dir, 'metadata.db'), { now });
-      return { store, cleanup: async () => (await store.close(), await rm(dir, { recursive: true, force: true })) };
-    },
-  ],
-  [
-    'PostgreSQL',
-    async (now) => {
-      const database = await createDatabase('gc');
-      const store = await openPostgresMetadataStore(database.url, { poolSize: 4, now });
-      return { store, cleanup: async () => (await store.close(), await database.drop()) };
-    },
-  ],
-];
+const backends = metadataBackends('gc');
 
 describe.each(backends)('garbage collection metadata: %s', (_name, open) => {
   let store: MetadataStore;
@@ -59,7 +37,9 @@ describe.each(backends)('garbage collection metadata: %s', (_name, open) => {
 
   beforeEach(async () => {
     clock = start;
-    ({ store, cleanup } = await open(() => clock));
+    const backend = await open(() => clock);
+    store = backend.stores[0]!;
+    cleanup = () => backend.cleanup();
   });
   afterEach(async () => {
     await cleanup();

@@ -13,22 +13,25 @@ export interface MetadataBackend {
   cleanup(): Promise<void>;
 }
 
-/** [name, open] pairs for describe.each: SQLite in a temporary directory, PostgreSQL from the global setup. */
-export function metadataBackends(label: string): [string, () => Promise<MetadataBackend>][] {
+/**
+ * [name, open] pairs for describe.each: SQLite in a temporary directory, PostgreSQL from the
+ * global setup. `open(now)` gives the stores that clock (tests that move time).
+ */
+export function metadataBackends(label: string): [string, (now?: () => number) => Promise<MetadataBackend>][] {
   return [
     [
       'SQLite',
-      async () => {
+      async (now) => {
         const dir = await mkdtemp(join(tmpdir(), `stowage-${label}-`));
-        const store = await openSqliteMetadataStore(join(dir, 'metadata.db'));
+        const store = await openSqliteMetadataStore(join(dir, 'metadata.db'), now ? { now } : {});
         return { stores: [store], cleanup: async () => (await store.close(), await rm(dir, { recursive: true, force: true })) };
       },
     ],
     [
       'PostgreSQL',
-      async () => {
+      async (now) => {
         const database = await createDatabase(label);
-        const stores = await Promise.all([0, 1, 2].map(() => openPostgresMetadataStore(database.url, { poolSize: 3 })));
+        const stores = await Promise.all([0, 1, 2].map(() => openPostgresMetadataStore(database.url, { poolSize: 3, ...(now ? { now } : {}) })));
         return {
           stores,
           cleanup: async () => {
