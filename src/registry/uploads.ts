@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { createDigester, requireDigest, type ParsedDigest } from './digest.js';
 import { RegistryError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { readWholeBody } from './whole-body.js';
+import { readWholeBody, type WholeBody } from './whole-body.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { InvalidOffsetError, UploadNotFoundError } from '../storage/blob-store.js';
 import { UploadSessionNotFoundError, type AppendLease, type MetadataStore, type UploadRecord } from '../metadata/metadata-store.js';
@@ -136,9 +136,8 @@ export class UploadService {
     const digestString = `${digest.algorithm}:${digest.hex}`;
     let source: Readable = body;
     if (this.blobStore.putBlob) {
-      const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
+      const read = await this.readWhole(body, length);
       if ('whole' in read) {
-        if (length !== undefined && read.whole.length !== length) throw sizeMismatch(length, read.whole.length);
         const actual = createDigester(digest.algorithm).update(read.whole).digest('hex');
         if (actual !== digest.hex) throw digestMismatch(digest, actual);
         // Pinned against garbage collection while the bytes are written (see storePinned).
@@ -265,6 +264,16 @@ export class UploadService {
   }
 
   /**
+   * A body that fits in the store's `wholeBlobLimit`, in memory and checked against the declared
+   * Content-Length; a larger one as a stream of all of it.
+   */
+  private async readWhole(body: Readable | null, length: number | undefined): Promise<WholeBody> {
+    const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
+    if ('whole' in read && length !== undefined && read.whole.length !== length) throw sizeMismatch(length, read.whole.length);
+    return read;
+  }
+
+  /**
    * A streamed PATCH into a session that holds nothing yet (see the class comment): when the body
    * fits in `wholeBlobLimit`, stores it as the blob it is and resolves to the new size and that
    * blob; otherwise resolves to the whole body as a stream, for staging.
@@ -276,9 +285,8 @@ export class UploadService {
     lease: AppendLease,
   ): Promise<{ size: number; blobDigest: string | null } | { stream: Readable }> {
     if (!this.blobStore.putBlob || upload.size !== 0) return { stream: body };
-    const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
+    const read = await this.readWhole(body, options.length);
     if ('stream' in read) return read;
-    if (options.length !== undefined && read.whole.length !== options.length) throw sizeMismatch(options.length, read.whole.length);
     if (read.whole.length === 0) return { size: 0, blobDigest: null };
     const hash = createDigester('sha256').update(read.whole);
     const blobDigest = `sha256:${hash.copy().digest('hex')}`;
@@ -309,9 +317,8 @@ export class UploadService {
       return { blob: { digest: digestString, size: upload.size } };
     }
     if (upload.size !== 0 || (options.start !== undefined && options.start !== 0)) return { stream: body };
-    const read = await readWholeBody(body, this.blobStore.wholeBlobLimit ?? 0);
+    const read = await this.readWhole(body, options.length);
     if ('stream' in read) return read;
-    if (options.length !== undefined && read.whole.length !== options.length) throw sizeMismatch(options.length, read.whole.length);
     const actual = createDigester(digest.algorithm).update(read.whole).digest('hex');
     if (actual !== digest.hex) {
       // Keep the bytes (under their real digest), so that the client may retry the PUT.
