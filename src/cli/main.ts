@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { settings } from '../config/schema.js';
 import cluster from 'node:cluster';
-import { exitWithPrimary, prepareEmbeddedMetadata, runPrimary } from '../app/cluster.js';
+import { exitWithPrimary, prepareEmbeddedMetadata, preparesMetadata, runPrimary } from '../app/cluster.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -33,9 +33,9 @@ serve.action(async (options: Record<string, string | undefined>) => {
   let reload: (() => void) | undefined;
   let reloadPending = false;
   process.on('SIGHUP', () => (reload ? reload() : (reloadPending = true)));
-  if (cluster.isPrimary) await prepareEmbeddedMetadata(config, logger);
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
   exitWithPrimary();
+  if (preparesMetadata()) await prepareEmbeddedMetadata(config, logger);
   // Loaded here so that a cluster primary, which serves nothing, stays small.
   const { createApp } = await import('../app/app.js');
   const app = await createApp(config, logger);
