@@ -35,6 +35,7 @@ import { SqlPullStats } from './pull-stats.js';
 import { SqlRetention } from './retention.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from '../housekeeping-store.js';
 import { precompile } from './precompiled.js';
+import { VersionedReadCache } from './read-cache.js';
 import { repositoryHasContent } from './control/common.js';
 import { TagLister } from './tag-list.js';
 import { manifestDeleteEvents, manifestPutEvents, movedBy, readMovedBy, SqlEvents, SqlWebhooks, tagDeleteEvent, writeEvents } from './events.js';
@@ -43,7 +44,15 @@ import type { EventQueries, WebhookQueries, WriteOptions } from '../events-store
 export interface SqlMetadataStoreOptions {
   /** Clock in milliseconds since the epoch (tests inject one). */
   now?: () => number;
+  /**
+   * A number that changes whenever the database may have changed (by any process); when given,
+   * manifest and blob lookups of the hot paths are cached while it stays the same (read-cache.ts).
+   */
+  changeVersion?: () => number;
 }
+
+/** Bounds of each hot-path read cache: a few thousand typical manifests, at most 4 MiB. */
+const READ_CACHE_LIMITS = { maxEntries: 4096, maxBytes: 4 * 1024 * 1024 };
 
 /** Rows per multi-row INSERT and values per IN list: far below SQLite's and PostgreSQL's limits. */
 const CHUNK = 500;
@@ -87,8 +96,8 @@ export class SqlMetadataStore implements MetadataStore {
   ) {
     const now = options.now ?? Date.now;
     this.repositories = new SqlRepositories(db);
-    this.blobs = new SqlBlobs(db, now);
-    this.manifests = new SqlManifests(db, now);
+    this.blobs = new SqlBlobs(db, now, options.changeVersion);
+    this.manifests = new SqlManifests(db, now, options.changeVersion);
     this.tags = new SqlTags(db, now);
     this.uploads = new SqlUploads(db, now);
     this.control = new SqlControlStore(db, now);
@@ -172,12 +181,15 @@ const manifestByTagQuery = (db: Db) =>
 
 class SqlBlobs implements BlobQueries {
   private readonly blobInRepository: ReturnType<typeof blobInRepositoryQuery>;
+  private readonly cache: VersionedReadCache<BlobRecord> | undefined;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
+    changeVersion?: () => number,
   ) {
     this.blobInRepository = blobInRepositoryQuery(db);
+    if (changeVersion) this.cache = new VersionedReadCache(changeVersion, { ...READ_CACHE_LIMITS, sizeOf: (blob) => 128 + blob.digest.length });
   }
 
   async get(digest: string): Promise<BlobRecord | null> {
@@ -190,10 +202,13 @@ class SqlBlobs implements BlobQueries {
     return row ? { digest: row.digest, size: Number(row.size) } : null;
   }
 
-  /** Hot path (blob HEAD/GET): one query. */
+  /** Hot path (blob HEAD/GET): one query, or none while the database is unchanged. */
   async getInRepository(repository: string, digest: string): Promise<BlobRecord | null> {
-    const row = await this.blobInRepository(repository, digest);
-    return row ? { digest: row.digest, size: Number(row.size) } : null;
+    const load = async () => {
+      const row = await this.blobInRepository(repository, digest);
+      return row ? { digest: row.digest, size: Number(row.size) } : null;
+    };
+    return this.cache ? this.cache.get(`${repository}\n${digest}`, load) : load();
   }
 
 
@@ -283,25 +298,35 @@ type ManifestRow = Pick<
 class SqlManifests implements ManifestQueries {
   private readonly manifestByDigest: ReturnType<typeof manifestByDigestQuery>;
   private readonly manifestByTag: ReturnType<typeof manifestByTagQuery>;
+  private readonly cache: VersionedReadCache<ManifestRecord> | undefined;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
+    changeVersion?: () => number,
   ) {
     this.manifestByDigest = manifestByDigestQuery(db);
     this.manifestByTag = manifestByTagQuery(db);
+    if (changeVersion) this.cache = new VersionedReadCache(changeVersion, { ...READ_CACHE_LIMITS, sizeOf: (manifest) => 256 + manifest.content.length });
   }
 
-  /** Hot path (manifest GET by digest): one precompiled query. */
+  /** Hot path (manifest GET by digest): one precompiled query, or none while nothing changed. */
   async get(repository: string, digest: string): Promise<ManifestRecord | null> {
-    const row = await this.manifestByDigest(repository, digest);
-    return row ? toManifestRecord(row) : null;
+    const load = async () => {
+      const row = await this.manifestByDigest(repository, digest);
+      return row ? toManifestRecord(row) : null;
+    };
+    // '@' cannot occur in a tag, so the two kinds of key never collide.
+    return this.cache ? this.cache.get(`${repository}@${digest}`, load) : load();
   }
 
-  /** Hot path (manifest GET by tag): one precompiled query. */
+  /** Hot path (manifest GET by tag): one precompiled query, or none while nothing changed. */
   async getByTag(repository: string, tag: string): Promise<ManifestRecord | null> {
-    const row = await this.manifestByTag(repository, tag);
-    return row ? toManifestRecord(row) : null;
+    const load = async () => {
+      const row = await this.manifestByTag(repository, tag);
+      return row ? toManifestRecord(row) : null;
+    };
+    return this.cache ? this.cache.get(`${repository}:${tag}`, load) : load();
   }
 
 

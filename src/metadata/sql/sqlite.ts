@@ -40,11 +40,14 @@ export async function openSqliteMetadataStore(
     sqlite.pragma(`mmap_size = ${256 * 1024 * 1024}`);
     sqlite.pragma('cache_size = -1024');
 
-    db = new Kysely<Database>({
-      dialect: new SqliteDialect({ database: withStatementCache(sqlite, STATEMENT_CACHE_SIZE) }),
-    });
+    const connection = withStatementCache(sqlite, STATEMENT_CACHE_SIZE);
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: connection }) });
     await migrateMetadataToLatest(db, 'sqlite');
-    return new SqlMetadataStore(db, options);
+    // data_version moves when another connection (another worker, a CLI) commits; our own
+    // writes are counted by the connection. Both only grow, so their sum changes with either.
+    const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
+    const changeVersion = () => (dataVersion.get() as number) + connection.writes();
+    return new SqlMetadataStore(db, { changeVersion, ...options });
   } catch (error) {
     if (db) await db.destroy();
     else sqlite.close();
@@ -55,11 +58,33 @@ export async function openSqliteMetadataStore(
 /**
  * Kysely's SQLite driver prepares every query anew; this keeps the most recently used prepared
  * statements by SQL text (the queries are parameterised, so the text repeats). Safe because the
- * driver runs one query at a time on its single connection.
+ * driver runs one query at a time on its single connection. It also counts the statements that
+ * modify the database (`writes`), after they ran, for the read caches' version.
  */
-function withStatementCache(sqlite: BetterSqlite3.Database, size: number): SqliteDatabase {
+function withStatementCache(sqlite: BetterSqlite3.Database, size: number): SqliteDatabase & { writes(): number } {
   const cache = new Map<string, SqliteStatement>();
+  let writes = 0;
+  const counted = (statement: BetterSqlite3.Statement): SqliteStatement => {
+    if (statement.readonly) return statement;
+    const after = <T>(result: T): T => {
+      writes++;
+      return result;
+    };
+    return {
+      reader: statement.reader,
+      all: (parameters) => after(statement.all(parameters as unknown[])),
+      run: (parameters) => after(statement.run(parameters as unknown[])),
+      *iterate(parameters) {
+        try {
+          yield* statement.iterate(parameters as unknown[]);
+        } finally {
+          writes++;
+        }
+      },
+    };
+  };
   return {
+    writes: () => writes,
     close: () => sqlite.close(),
     prepare(text: string): SqliteStatement {
       const cached = cache.get(text);
@@ -68,7 +93,7 @@ function withStatementCache(sqlite: BetterSqlite3.Database, size: number): Sqlit
         cache.set(text, cached);
         return cached;
       }
-      const statement = sqlite.prepare(text);
+      const statement = counted(sqlite.prepare(text));
       cache.set(text, statement);
       if (cache.size > size) {
         const oldest = cache.keys().next();
