@@ -135,7 +135,7 @@ export class GcStress {
       const res = await fetch(`${pick(this.urls)}/v2/${repository}/manifests/${tag ?? image.digest}`, { method: 'PUT', body: new Uint8Array(image.manifest), headers: { 'content-type': MANIFEST } });
       if (res.status === 201) break;
       const body = await res.text();
-      if (res.status === 400 && body.includes('MANIFEST_BLOB_UNKNOWN') && attempt < 4) {
+      if (res.status === 400 && body.includes('MANIFEST_BLOB_UNKNOWN') && attempt < 8) {
         // A blob it skipped was collected before the manifest referenced it: an error, never a
         // manifest pointing at nothing. Push the blobs again, as a client retrying would.
         this.report.blobRaces += 1;
