@@ -1,3 +1,4 @@
+import { allowYoungGenerationGrowth } from './young-generation.js';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -35,6 +36,7 @@ serve.action(async (options: Record<string, string | undefined>) => {
   process.on('SIGHUP', () => (reload ? reload() : (reloadPending = true)));
   if (config.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
   exitWithPrimary();
+  allowYoungGenerationGrowth();
   if (preparesMetadata()) await prepareEmbeddedMetadata(config, logger);
   // Loaded here so that a cluster primary, which serves nothing, stays small.
   const { createApp } = await import('../app/app.js');
