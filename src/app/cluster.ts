@@ -33,10 +33,13 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
   const fork = (index: number, prepare = false) => {
     const worker = cluster.fork({ STOWAGE_WORKER_INDEX: String(index), ...(prepare ? { STOWAGE_PREPARE_METADATA: '1' } : {}) });
     let served = false;
+    // The others start as soon as the database is ready, while the first builds its app.
+    if (prepare) worker.on('message', (message) => {
+      if (message === PREPARED_MESSAGE) for (let i = 1; i < config.workers; i++) fork(i);
+    });
     worker.on('listening', (address) => {
       served = true;
       listening++;
-      if (prepare) for (let i = 1; i < config.workers; i++) fork(i);
       if (listening === config.workers) {
         logger.info({ address: `${address.address ?? '0.0.0.0'}:${address.port}`, workers: config.workers, dataDir: config.dataDir }, 'stowage listening');
       }
@@ -96,7 +99,11 @@ export async function prepareEmbeddedMetadata(config: ResolvedConfig, logger: Lo
   } finally {
     await metadata.close();
   }
+  if (cluster.isWorker) process.send?.(PREPARED_MESSAGE);
 }
+
+/** What the first worker tells the primary once the database is ready for the others. */
+const PREPARED_MESSAGE = 'stowage:metadata-prepared';
 
 /** Whether this process prepares the metadata database: a single process, or the first worker. */
 export function preparesMetadata(): boolean {
