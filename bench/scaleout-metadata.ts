@@ -123,7 +123,7 @@ interface Load {
 }
 
 async function wrk(url: string, secs: number): Promise<Load> {
-  const { stdout } = await run('wrk', ['-t', '2', '-c', String(connections), '-d', `${secs}s`, '--timeout', '10s', '-s', join(root, 'bench/lib/accept.lua'), url], {
+  const { stdout } = await run('wrk', ['-t', String(Math.min(2, connections)), '-c', String(connections), '-d', `${secs}s`, '--timeout', '10s', '-s', join(root, 'bench/lib/accept.lua'), url], {
     env: { ...process.env, WRK_ACCEPT: ACCEPT },
     timeout: (secs + 30) * 1000,
   });
