@@ -1,4 +1,5 @@
 import type { QueryResult } from 'kysely';
+import { MetadataUnavailableError } from '../metadata-store.js';
 
 /** Runs one statement on a pooled connection. */
 export type RunStatement = <R>(text: string, values: ReadonlyArray<unknown>) => Promise<QueryResult<R>>;
@@ -72,7 +73,16 @@ export class HotLookups {
       }
       const columns = batch[0]!.values.length;
       const arrays = Array.from({ length: columns }, (_, c) => batch.map((w) => w.values[c]!));
-      const { rows } = await this.run<Record<string, unknown>>(batchedText(text, columns), arrays);
+      let rows: Record<string, unknown>[];
+      try {
+        ({ rows } = await this.run<Record<string, unknown>>(batchedText(text, columns), arrays));
+      } catch (error) {
+        if (error instanceof MetadataUnavailableError) throw error;
+        // A text the rewrite does not suit (a parameter compared with a non-text column, say):
+        // each lookup on its own, as it would have run unbatched.
+        await Promise.all(batch.map((w) => this.run(text, w.values).then(w.resolve, w.reject)));
+        return;
+      }
       const byLookup = batch.map(() => [] as unknown[]);
       for (const row of rows) {
         const { [INDEX_COLUMN]: index, ...original } = row;
