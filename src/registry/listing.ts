@@ -17,10 +17,13 @@ export class ListingService {
   constructor(private readonly metadata: MetadataStore) {}
 
   async tags(repository: string, n: number | undefined, last: string | undefined): Promise<Page> {
-    if (!(await this.metadata.repositories.exists(repository))) {
+    const page = await paginate(n, (limit) => this.metadata.tags.list(repository, { last, limit }));
+    // A repository with tags has content; only an empty page needs the existence check (one
+    // query, a database round trip on PostgreSQL, saved on every other listing).
+    if (page.items.length === 0 && !(await this.metadata.repositories.exists(repository))) {
       throw new RegistryError('NAME_UNKNOWN', 'repository not found', { name: repository });
     }
-    return paginate(n, (limit) => this.metadata.tags.list(repository, { last, limit }));
+    return page;
   }
 
   /** Repository names; with `visible`, only those it accepts (read in chunks until the page is full). */

@@ -105,6 +105,39 @@ describe('PostgreSQL metadata store', () => {
     }
   });
 
+  it('answers concurrent hot-path lookups (sent together in batches) each with its own row, and misses with none', async () => {
+    const database = await createDatabase('batched-lookups');
+    // poolSize 2: one lookup in flight at a time, the others wait and go out together.
+    const store = await openPostgresMetadataStore(database.url, { poolSize: 2 });
+    try {
+      const manifests = Array.from({ length: 6 }, (_, i) => manifestOf(`batch${i}`));
+      await store.blobs.link('r0', blob);
+      await store.blobs.link('r1', blob);
+      for (const [i, m] of manifests.entries()) await store.manifests.put(`r${i % 2}`, m, `t${i}`);
+      const lookups = Array.from({ length: 200 }, (_, n) => {
+        const i = n % manifests.length;
+        const repository = `r${(i + (n % 3 === 0 ? 1 : 0)) % 2}`; // every third asks the wrong repository
+        const found = repository === `r${i % 2}`;
+        switch (n % 4) {
+          case 0:
+            return store.manifests.getByTag(repository, `t${i}`).then((m) => expect(m?.digest ?? null).toBe(found ? manifests[i]!.digest : null));
+          case 1:
+            return store.manifests.get(repository, manifests[i]!.digest).then((m) => {
+              expect(m?.content.equals(manifests[i]!.content) ?? null).toBe(found ? true : null);
+            });
+          case 2:
+            return store.blobs.getInRepository(n % 5 === 0 ? 'nowhere' : repository, blob.digest).then((b) => expect(b).toEqual(n % 5 === 0 ? null : blob));
+          default:
+            return store.tags.list(repository, { limit: 10 }).then((tags) => expect(tags).toEqual(manifests.map((_, j) => `t${j}`).filter((_, j) => `r${j % 2}` === repository)));
+        }
+      });
+      await Promise.all(lookups);
+    } finally {
+      await store.close();
+      await database.drop();
+    }
+  });
+
   it('retries transactions that PostgreSQL aborts as serialization failures', async () => {
     const database = await createDatabase('serializable');
     // Under SERIALIZABLE, concurrent writers of one repository abort each other (SQLSTATE 40001)

@@ -1,15 +1,18 @@
 // `stowage migrate`: a running single-node installation (SQLite + filesystem) copied to
 // PostgreSQL + Ceph RGW, then served by a scale-out node: every image pullable with matching
-// digests, users log in with their passwords, tag history is there. A migration killed in the
-// middle is run again and completes; a third run finds nothing left to copy.
+// digests, users log in with their passwords, tag history is there. The target is described by a
+// YAML file (`--to-config`; the node on the target reads the same file with `--config`), and once
+// by the environment instead. A migration killed in the middle is run again and completes; a
+// third run finds nothing left to copy.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mediaTypes, sha256 } from '../support/http-app.js';
 import { bytes, makeImage, type TestImage } from '../support/scaleout.js';
-import { createDatabase, scaleOutEnv, uniqueBucket, type TestDatabase } from '../support/services.js';
+import { createDatabase, s3Service, scaleOutEnv, uniqueBucket, type TestDatabase } from '../support/services.js';
 import { startStowage, type RunningStowage } from '../support/stowage.js';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -23,6 +26,9 @@ let source: RunningStowage;
 let target: RunningStowage | undefined;
 let database: TestDatabase;
 let targetEnv: Record<string, string>;
+/** The same target as targetEnv, as a config file (credentials included). */
+let targetConfig: string;
+let configDir: string;
 const images: { repository: string; tag: string; image: TestImage }[] = [];
 
 async function call(node: RunningStowage, method: string, path: string, as: typeof ADMIN, body?: Buffer | object, contentType?: string): Promise<Response> {
@@ -43,12 +49,21 @@ async function push(node: RunningStowage, repository: string, tag: string, image
   expect(res.status, await res.clone().text()).toBe(201);
 }
 
-/** Runs `stowage migrate` from the source's data directory to the target environment. */
+/** The environment without any STOWAGE_* or AWS_* setting: a target from a file comes from the file alone. */
+function bareEnv(): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('STOWAGE_') && !key.startsWith('AWS_')));
+}
+
+/**
+ * Runs `stowage migrate` from the source's data directory to the target: described by
+ * `--to-config` (the default), or by the environment (`env`).
+ */
 function runMigrate(options: { killAfter?: RegExp; env?: Record<string, string> } = {}): Promise<{ code: number | null; signal: string | null; output: string }> {
   return new Promise((ok) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'migrate', '--from-data-dir', source.dataDir, '--concurrency', '2'], {
+    const target = options.env ? [] : ['--to-config', targetConfig];
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'migrate', '--from-data-dir', source.dataDir, ...target, '--concurrency', '2'], {
       cwd: root,
-      env: { ...process.env, ...(options.env ?? targetEnv) },
+      env: options.env ? { ...process.env, ...options.env } : bareEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -85,7 +100,30 @@ beforeAll(async () => {
   await push(source, 'team/app0', 'old', moved);
 
   database = await createDatabase('migrate');
-  targetEnv = scaleOutEnv(database.url, uniqueBucket('migrate'), { STOWAGE_WORKERS: '1', ...AUTH });
+  const bucket = uniqueBucket('migrate');
+  targetEnv = scaleOutEnv(database.url, bucket, { STOWAGE_WORKERS: '1', ...AUTH });
+  const s3 = s3Service();
+  configDir = mkdtempSync(join(tmpdir(), 'stowage-migrate-config-'));
+  targetConfig = join(configDir, 'target.yaml');
+  writeFileSync(
+    targetConfig,
+    [
+      'metadata:',
+      '  driver: postgres',
+      `  url: "${database.url}"`,
+      'storage:',
+      '  driver: s3',
+      '  s3:',
+      `    endpoint: "${s3.endpoint}"`,
+      `    region: "${s3.region}"`,
+      `    bucket: "${bucket}"`,
+      '    forcePathStyle: true',
+      `    accessKeyId: "${s3.accessKeyId}"`,
+      `    secretAccessKey: "${s3.secretAccessKey}"`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
 }, 300_000);
 
 afterAll(async () => {
@@ -94,6 +132,7 @@ afterAll(async () => {
   if (source) rmSync(source.dataDir, { recursive: true, force: true });
   if (target) rmSync(target.dataDir, { recursive: true, force: true });
   await database?.drop();
+  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
 
 describe('stowage migrate: single node to PostgreSQL + S3', () => {
@@ -104,7 +143,7 @@ describe('stowage migrate: single node to PostgreSQL + S3', () => {
     expect(refused.output).toContain('storage.driver: s3 (STOWAGE_STORAGE_DRIVER=s3)');
   });
 
-  it('is killed in the middle of the blobs, run again to completion while the source keeps serving, and a third run copies nothing', async () => {
+  it('from --to-config: is killed in the middle of the blobs, run again to completion while the source keeps serving, and a third run (from the environment) copies nothing', async () => {
     const killed = await runMigrate({ killAfter: /blobs: [1-9]\d*%/ });
     expect(killed.signal, killed.output).toBe('SIGKILL');
 
@@ -120,13 +159,14 @@ describe('stowage migrate: single node to PostgreSQL + S3', () => {
     expect(Number(resumed![2]), `the second run skips what the first copied: ${second.output}`).toBeGreaterThan(0);
     expect(second.output).toMatch(/metadata: \d+ tables, \d+ rows copied/);
 
-    const third = await runMigrate();
+    // The environment names the same target as the file.
+    const third = await runMigrate({ env: targetEnv });
     expect(third.code, third.output).toBe(0);
     expect(third.output).toMatch(/blobs: 0 copied and verified, \d+ already there/);
   });
 
-  it('a scale-out node on the target serves every image with matching digests, and the users log in', async () => {
-    target = await startStowage({ env: targetEnv });
+  it('a scale-out node on the target (started with the same config file) serves every image with matching digests, and the users log in', async () => {
+    target = await startStowage({ args: ['--config', targetConfig], env: { STOWAGE_WORKERS: '1', ...AUTH } });
     for (const { repository, tag, image } of images) {
       const manifest = await call(target, 'GET', `/v2/${repository}/manifests/${tag}`, ALICE);
       expect(manifest.status, `${repository}:${tag}`).toBe(200);
