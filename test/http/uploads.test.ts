@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../src/app/app.js';
 import { createTestApp, location, ociError, sha256, withQuery, type TestApp } from '../support/http-app.js';
 
 let t: TestApp;
@@ -274,7 +275,8 @@ describe('session lifecycle', () => {
   it('DELETE cancels: 204, then GET, PATCH, PUT and DELETE are BLOB_UPLOAD_UNKNOWN and the data is gone', async () => {
     const url = await t.startUpload('cancel');
     const id = url.split('/').pop()!;
-    await t.patch(url, Buffer.from('some bytes'));
+    // With Content-Range: staged (a whole body alone would be stored as the blob it is).
+    await t.patch(url, Buffer.from('some bytes'), { 'content-range': '0-9' });
     expect(await t.stagedUploads()).toContain(id);
 
     const cancelled = await t.delete(url);
@@ -306,7 +308,7 @@ describe('session lifecycle', () => {
     for (const complete of [false, true]) {
       const url = await t.startUpload('lost');
       const id = url.split('/').pop()!;
-      await t.patch(url, content);
+      await t.patch(url, content, { 'content-range': '0-9' }); // staged
       await t.app.blobStore.appendUpload(id, Readable.from([]), 5); // keeps only the first 5 bytes
       const response = complete
         ? await t.put(withQuery(url, { digest: sha256(content) }))
@@ -321,7 +323,7 @@ describe('session lifecycle', () => {
     for (const complete of [false, true]) {
       const url = await t.startUpload('lost');
       const id = url.split('/').pop()!;
-      await t.patch(url, content);
+      await t.patch(url, content, { 'content-range': '0-9' }); // staged
       await t.app.blobStore.abortUpload(id);
       const response = complete ? await t.put(withQuery(url, { digest: sha256(content) })) : await t.patch(url, Buffer.from('abc'));
       expect(ociError(response, 404, 'BLOB_UPLOAD_UNKNOWN').detail).toEqual({ session: id });
@@ -433,7 +435,7 @@ describe('restarts and expiry', () => {
   it('expired sessions are removed with their data', async () => {
     const url = await t.startUpload('expire');
     const id = url.split('/').pop()!;
-    await t.patch(url, randomBytes(1000));
+    await t.patch(url, randomBytes(1000), { 'content-range': '0-999' });
     expect(await t.stagedUploads()).toContain(id);
 
     const removed = await t.app.registry.uploads.expire(new Date(Date.now() + 1000));
@@ -450,5 +452,82 @@ describe('restarts and expiry', () => {
     await t.patch(url, Buffer.from('fresh'));
     expect(await t.app.registry.uploads.expire(new Date(Date.now() - 60_000))).toBe(0);
     expect((await t.get(url)).headers.range).toBe('0-4');
+  });
+});
+
+describe('sessions staged lazily (the POST creates no staging data)', () => {
+  /** Sends a request to another app on the same data directory (another worker or node). */
+  function on(app: App, method: 'GET' | 'PATCH' | 'PUT', url: string, body?: Buffer, headers: Record<string, string> = {}) {
+    return app.http.inject({ method, url, payload: body, headers: body ? { 'content-type': 'application/octet-stream', ...headers } : headers });
+  }
+
+  it('a POST writes nothing; a PUT with the whole body stores the blob without staging', async () => {
+    const before = await t.stagedUploads();
+    const url = await t.startUpload('lazy');
+    expect(await t.stagedUploads()).toEqual(before);
+    const content = randomBytes(5000);
+    const done = await t.put(withQuery(url, { digest: sha256(content) }), content, { 'content-type': 'application/octet-stream' });
+    expect(done.statusCode, done.body).toBe(201);
+    expect(await t.stagedUploads()).toEqual(before);
+    await expectBlob('lazy', sha256(content), content);
+  });
+
+  it('a session started before a restart completes after it with the whole body', async () => {
+    const url = await t.startUpload('lazy-restart');
+    await t.restart();
+    const content = randomBytes(3000);
+    const done = await t.put(withQuery(url, { digest: sha256(content) }), content, { 'content-type': 'application/octet-stream' });
+    expect(done.statusCode, done.body).toBe(201);
+    await expectBlob('lazy-restart', sha256(content), content);
+  });
+
+  it('a session continues across two processes: chunks, a streamed PATCH and the PUT on either', async () => {
+    const other = await t.openSibling();
+    try {
+      // Chunked: started here, first chunk there, second here, completed there.
+      const content = randomBytes(9000);
+      const url = await t.startUpload('lazy-two');
+      const first = await on(other, 'PATCH', url, content.subarray(0, 4000), { 'content-range': '0-3999' });
+      expect(first.statusCode, first.body).toBe(202);
+      const second = await t.patch(location(first), content.subarray(4000), { 'content-range': '4000-8999' });
+      expect(second.statusCode, second.body).toBe(202);
+      expect(second.headers.range).toBe('0-8999');
+      const done = await on(other, 'PUT', withQuery(location(second), { digest: sha256(content) }));
+      expect(done.statusCode, done.body).toBe(201);
+      await expectBlob('lazy-two', sha256(content), content);
+
+      // Streamed: the whole body in one PATCH here (stored as the blob it is), then a chunk and the PUT there.
+      const more = randomBytes(6000);
+      const streamed = await t.startUpload('lazy-two');
+      const patched = await t.patch(streamed, more.subarray(0, 2500));
+      expect(patched.statusCode, patched.body).toBe(202);
+      const rest = await on(other, 'PATCH', location(patched), more.subarray(2500), { 'content-range': '2500-5999' });
+      expect(rest.statusCode, rest.body).toBe(202);
+      const finished = await on(other, 'PUT', withQuery(location(rest), { digest: sha256(more) }));
+      expect(finished.statusCode, finished.body).toBe(201);
+      await expectBlob('lazy-two', sha256(more), more);
+
+      // The status answers the same on both.
+      const idle = await t.startUpload('lazy-two');
+      const status = await on(other, 'GET', idle);
+      expect(status.statusCode).toBe(204);
+      expect(status.headers.range).toBe('0-0');
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('a first chunk cut short before it was acknowledged is written again from the start', async () => {
+    const url = await t.startUpload('lazy-retry');
+    const id = url.split('/').pop()!;
+    // What an interrupted first append leaves: staging data, nothing acknowledged.
+    await t.app.blobStore.createUpload(id);
+    await t.app.blobStore.appendUpload(id, Readable.from([Buffer.from('half a chunk')]), 0);
+    const content = randomBytes(2000);
+    const chunk = await t.patch(url, content, { 'content-range': '0-1999' });
+    expect(chunk.statusCode, chunk.body).toBe(202);
+    const done = await t.put(withQuery(location(chunk), { digest: sha256(content) }));
+    expect(done.statusCode, done.body).toBe(201);
+    await expectBlob('lazy-retry', sha256(content), content);
   });
 });

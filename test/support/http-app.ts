@@ -215,6 +215,14 @@ export class TestApp {
     this.app = await openApp(this.dataDir, this.settings);
   }
 
+  /**
+   * Another app on the same data directory and settings, as a second worker process or node would
+   * be (the caller closes it).
+   */
+  openSibling(): Promise<App> {
+    return openApp(this.dataDir, this.settings);
+  }
+
   /** Ids of the upload staging areas present in the blob store, sorted. */
   async stagedUploads(): Promise<string[]> {
     const ids: string[] = [];

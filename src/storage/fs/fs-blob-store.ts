@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,6 +19,19 @@ const HIGH_WATER_MARK = 1024 * 1024;
 const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ALGORITHMS = ['sha256', 'sha512'];
+/**
+ * Blobs up to this size whose bytes arrive in one request are written whole (`putBlob`): held in
+ * memory meanwhile, then one file written, fsync'd and renamed into place, with no staging file
+ * created at the session's start and no streaming machinery.
+ */
+const WHOLE_BLOB_LIMIT = 1024 * 1024;
+
+// Callback-style fs calls (no FileHandle object per file, which costs more than the small
+// writes of the whole-blob path themselves).
+const openFd = promisify(fs.open);
+const writeFd = promisify(fs.write);
+const fsyncFd = promisify(fs.fsync);
+const closeFd = promisify(fs.close);
 
 /**
  * BlobStore on a local filesystem.
@@ -31,6 +46,10 @@ export class FsBlobStore implements BlobStore {
   private readonly root: string;
   /** Directories known to exist, so hot paths skip mkdir (they are never removed while running). */
   private readonly knownDirs = new Set<string>();
+  /** Open descriptors of blob directories, kept to fsync them after each rename into them. */
+  private readonly dirDescriptors = new Map<string, Promise<number>>();
+  /** Largest blob `putBlob` takes. */
+  readonly wholeBlobLimit = WHOLE_BLOB_LIMIT;
 
   constructor(root: string) {
     // Absolute, so the paths mkdir reports compare equal to ours (see mkdirDurable).
@@ -82,8 +101,36 @@ export class FsBlobStore implements BlobStore {
   async createUpload(id: string): Promise<void> {
     const path = this.uploadData(id);
     await this.ensureDir(dirname(path));
-    // 'wx': an existing upload with this id is a caller bug, not something to silently reset.
-    await writeFile(path, '', { flag: 'wx' });
+    // 'w': staging is created lazily (see UploadService), so an append that was cut short before
+    // anything was acknowledged may have left a file behind; the session starts empty again.
+    await writeFile(path, '', { flag: 'w' });
+  }
+
+  /**
+   * A whole verified blob: written to a staging file of its own (a fresh id, so a crash leaves
+   * only staging data that the upload expiry removes), fsync'd, then renamed to its content
+   * address like a committed upload. A blob already there has these very bytes.
+   */
+  async putBlob(digest: string, data: Buffer): Promise<void> {
+    if (data.length > WHOLE_BLOB_LIMIT) throw new Error(`filesystem blob store: putBlob takes at most ${WHOLE_BLOB_LIMIT} bytes, got ${data.length}`);
+    const target = this.blobPath(digest);
+    if (await this.stat(digest)) return;
+    const staging = this.uploadData(randomUUID());
+    await this.ensureDir(dirname(staging));
+    const fd = await openFd(staging, 'wx');
+    try {
+      for (let written = 0; written < data.length; ) {
+        written += (await writeFd(fd, data, written, data.length - written, written)).bytesWritten;
+      }
+      // Data must be on disk before the name points to it, or a crash could expose a partial blob.
+      await fsyncFd(fd);
+    } catch (error) {
+      await closeFd(fd).catch(() => undefined);
+      await rm(staging, { force: true });
+      throw error;
+    }
+    await closeFd(fd);
+    await this.publish(staging, target);
   }
 
   async appendUpload(id: string, data: Readable, offset: number): Promise<number> {
@@ -146,10 +193,26 @@ export class FsBlobStore implements BlobStore {
     } finally {
       await handle.close();
     }
+    await this.publish(source, target);
+  }
+
+  /** Renames fsync'd staging data to its content address, durably. */
+  private async publish(source: string, target: string): Promise<void> {
     const dir = dirname(target);
     await this.ensureDir(dir, true);
     await rename(source, target); // atomic: the blob is either absent or complete
-    await fsyncDir(dir); // make the new name itself durable before acknowledging
+    await fsyncFd(await this.dirDescriptor(dir)); // make the new name itself durable before acknowledging
+  }
+
+  /** A descriptor of a blob directory, opened once and kept (a few hundred at most). */
+  private dirDescriptor(dir: string): Promise<number> {
+    let fd = this.dirDescriptors.get(dir);
+    if (!fd) {
+      fd = openFd(dir, 'r');
+      this.dirDescriptors.set(dir, fd);
+      fd.catch(() => this.dirDescriptors.delete(dir));
+    }
+    return fd;
   }
 
   async abortUpload(id: string): Promise<void> {
@@ -173,7 +236,10 @@ export class FsBlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {
-    // Nothing held open between calls.
+    // Only the directory descriptors are held open between calls.
+    const open = [...this.dirDescriptors.values()];
+    this.dirDescriptors.clear();
+    await Promise.all(open.map((fd) => fd.then(closeFd, () => undefined)));
   }
 
   private blobPath(digest: string): string {
