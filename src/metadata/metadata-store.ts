@@ -221,6 +221,12 @@ export interface UploadQueries {
    * writer holds an unexpired lease. Throws UploadSessionNotFoundError when the session is gone.
    */
   beginAppend(id: string, offset: number, ttlMs: number): Promise<AppendLease | null>;
+  /**
+   * `get` and `beginAppend` in one statement: takes the lease of the session whatever its size,
+   * and resolves to the session as it stands under that lease. Null when there is no such session
+   * or another writer holds an unexpired lease (`get` tells which).
+   */
+  claim(id: string, ttlMs: number): Promise<{ upload: UploadRecord; lease: AppendLease } | null>;
   /** Extends a lease during a long append; false when it was lost (expired and taken over). */
   renewAppend(lease: AppendLease, ttlMs: number): Promise<boolean>;
   /**

@@ -74,8 +74,7 @@ export class UploadService {
   /** Appends a chunk (PATCH) and returns the new status. */
   async append(repository: string, id: string, body: Readable, options: AppendOptions = {}): Promise<UploadStatus> {
     return this.locks.run(id, async () => {
-      const upload = await this.find(repository, id);
-      const size = await this.withLease(upload, body, async (lease) => {
+      const size = await this.withLease(repository, id, body, async (upload, lease) => {
         const whole = options.start === undefined ? await this.appendWhole(upload, body, options, lease) : { stream: body };
         if ('size' in whole) {
           if (!(await this.metadata.uploads.endAppend(lease, whole.size, whole.blobDigest))) throw leaseLost(id);
@@ -101,8 +100,7 @@ export class UploadService {
     const digest = requireDigest(digestParam);
     const digestString = `${digest.algorithm}:${digest.hex}`;
     return this.locks.run(id, async () => {
-      const upload = await this.find(repository, id);
-      return this.withLease(upload, body, async (lease) => {
+      return this.withLease(repository, id, body, async (upload, lease) => {
         const whole = await this.completeWhole(upload, digest, body, options, lease);
         if ('blob' in whole) {
           await this.metadata.uploads.complete(id, whole.blob, lease);
@@ -229,32 +227,33 @@ export class UploadService {
 
   private async find(repository: string, id: string): Promise<UploadRecord> {
     const upload = uploadIdPattern.test(id) ? await this.metadata.uploads.get(id) : null;
-    if (!upload || upload.repository !== repository) {
-      throw new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload session not found: it was completed, cancelled, expired or never started', { session: id.slice(0, 64) });
-    }
+    if (!upload || upload.repository !== repository) throw sessionUnknown(id);
     return upload;
   }
 
   /**
-   * Runs `work` holding the session's write lease, which no other process or node can hold at
-   * the same time, renewed while the work lasts. The lease ends with the work: `work` records
-   * the new size itself; on failure the lease is released with the size unchanged.
+   * Runs `work` on the session as it stands under its write lease, which no other process or
+   * node can hold at the same time (taken with the session's row, in one statement), renewed
+   * while the work lasts. The lease ends with the work: `work` records the new size itself; on
+   * failure the lease is released with the size unchanged.
    */
-  private async withLease<T>(upload: UploadRecord, body: Readable | null, work: (lease: AppendLease) => Promise<T>): Promise<T> {
-    const lease = await this.metadata.uploads.beginAppend(upload.id, upload.size, appendLeaseMs).catch((error: unknown) => {
-      throw uploadDataError(error, upload.id);
-    });
-    if (!lease) {
+  private async withLease<T>(repository: string, id: string, body: Readable | null, work: (upload: UploadRecord, lease: AppendLease) => Promise<T>): Promise<T> {
+    const claimed = uploadIdPattern.test(id) ? await this.metadata.uploads.claim(id, appendLeaseMs) : null;
+    if (!claimed || claimed.upload.repository !== repository) {
       body?.resume();
-      const current = await this.metadata.uploads.get(upload.id);
-      if (current && current.size !== upload.size) throw offsetMismatch(current, upload.size);
-      throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session; retry when it has finished', { session: upload.id }, undefined, 409);
+      if (claimed) {
+        await this.metadata.uploads.endAppend(claimed.lease).catch(() => undefined);
+        throw sessionUnknown(id);
+      }
+      await this.find(repository, id); // no such session (here)?
+      throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload session; retry when it has finished', { session: id }, undefined, 409);
     }
+    const { upload, lease } = claimed;
     const renewal = setInterval(() => {
       this.metadata.uploads.renewAppend(lease, appendLeaseMs).catch(() => undefined);
     }, appendLeaseMs / 3);
     try {
-      return await work(lease);
+      return await work(upload, lease);
     } catch (error) {
       await this.metadata.uploads.endAppend(lease).catch(() => undefined);
       throw error;
@@ -447,6 +446,10 @@ function offsetMismatch(upload: UploadRecord, start: number): RegistryError {
     { size: upload.size },
     { Range: rangeHeader(upload.size), 'Docker-Upload-UUID': upload.id },
   );
+}
+
+function sessionUnknown(id: string): RegistryError {
+  return new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload session not found: it was completed, cancelled, expired or never started', { session: id.slice(0, 64) });
 }
 
 function leaseLost(id: string): RegistryError {

@@ -676,6 +676,23 @@ export function metadataStoreSuite(
         expect((await store.uploads.get('w'))?.size).toBe(100);
       });
 
+      it('claims a session with its lease in one step, whatever its size', async () => {
+        expect(await store.uploads.claim('none', 60_000)).toBeNull();
+        await store.uploads.create({ id: 'c', repository: 'r' });
+        const first = await store.uploads.claim('c', 60_000);
+        expect(first?.upload).toMatchObject({ id: 'c', repository: 'r', size: 0, blobDigest: null });
+        // One writer at a time, by claim or by beginAppend.
+        expect(await store.uploads.claim('c', 60_000)).toBeNull();
+        expect(await store.uploads.beginAppend('c', 0, 60_000)).toBeNull();
+        expect(await store.uploads.endAppend(first!.lease, 70, `sha256:${'c'.repeat(64)}`)).toBe(true);
+        const second = await store.uploads.claim('c', 60_000);
+        expect(second?.upload).toMatchObject({ size: 70, blobDigest: `sha256:${'c'.repeat(64)}` });
+        expect(second?.lease.generation).not.toBe(first?.lease.generation);
+        expect(await store.uploads.endAppend(first!.lease)).toBe(false); // an old lease counts for nothing
+        await store.uploads.complete('c', blob('claimed'), second!.lease);
+        expect(await store.uploads.get('c')).toBeNull();
+      });
+
       it('releases all leases at once (for a restarted single node)', async () => {
         await store.uploads.create({ id: 'y', repository: 'r' });
         const held = await store.uploads.beginAppend('y', 0, 60_000);

@@ -5,6 +5,7 @@ import { repositoryHasContent, underPrefix, type Clock, type Db } from './contro
 import type { Id } from './schema.js';
 import type { NewEvent } from '../events-store.js';
 import { writeEvents } from './events.js';
+import { statement } from './precompiled.js';
 
 /**
  * Project quotas. Usage is computed from repository_blobs (unique digests over the project's
@@ -70,12 +71,7 @@ export class SqlQuotas implements QuotaQueries {
 
   async precheck(repository: string, blob: { digest: string; size: number }): Promise<void> {
     const project = projectOf(repository);
-    const row = await this.db
-      .selectFrom('project_quotas as q')
-      .innerJoin('projects as p', 'p.id', 'q.project_id')
-      .select(['q.bytes_limit', 'q.used_bound'])
-      .where('p.name', '=', project)
-      .executeTakeFirst();
+    const row = (await byteQuota(this.db, { project })).rows[0];
     if (!row || row.bytes_limit === null) return;
     const limit = Number(row.bytes_limit);
     if (Number(row.used_bound) + blob.size <= limit || (await holds(this.db, project, blob.digest))) return;
@@ -112,14 +108,25 @@ export async function enforceQuotaOnManifest(trx: Db, repository: string, reposi
   }
 }
 
-/** Write-locks the project's quota row; undefined (and no lock) when the project has no quota. */
-async function lockQuota(trx: Db, project: string): Promise<(QuotaLimits & { bound: number }) | undefined> {
-  const row = await trx
+// Run on every blob upload and link: compiled once (see statement).
+const byteQuota = statement(['project'], (db: Db, p) =>
+  db
+    .selectFrom('project_quotas as q')
+    .innerJoin('projects as p', 'p.id', 'q.project_id')
+    .select(['q.bytes_limit', 'q.used_bound'])
+    .where('p.name', '=', p.project),
+);
+const lockQuotaRow = statement(['project'], (db: Db, p) =>
+  db
     .updateTable('project_quotas')
     .set({ updated_at: sql<number>`updated_at` })
-    .where('project_id', '=', (eb) => eb.selectFrom('projects').select('id').where('name', '=', project))
-    .returning(['bytes_limit', 'repositories_limit', 'used_bound'])
-    .executeTakeFirst();
+    .where('project_id', '=', (eb) => eb.selectFrom('projects').select('id').where('name', '=', p.project))
+    .returning(['bytes_limit', 'repositories_limit', 'used_bound']),
+);
+
+/** Write-locks the project's quota row; undefined (and no lock) when the project has no quota. */
+async function lockQuota(trx: Db, project: string): Promise<(QuotaLimits & { bound: number }) | undefined> {
+  const row = (await lockQuotaRow(trx, { project })).rows[0];
   return row ? { bytes: numberOrNull(row.bytes_limit), repositories: numberOrNull(row.repositories_limit), bound: Number(row.used_bound) } : undefined;
 }
 

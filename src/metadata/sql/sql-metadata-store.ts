@@ -34,7 +34,7 @@ import { enforceQuotaOnLink, enforceQuotaOnManifest, SqlQuotas } from './quotas.
 import { SqlPullStats } from './pull-stats.js';
 import { SqlRetention } from './retention.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from '../housekeeping-store.js';
-import { precompile } from './precompiled.js';
+import { precompile, statement } from './precompiled.js';
 import { VersionedReadCache } from './read-cache.js';
 import { repositoryHasContent } from './control/common.js';
 import { TagLister } from './tag-list.js';
@@ -549,6 +549,45 @@ class SqlTags implements TagQueries {
   }
 }
 
+// The statements of an upload's requests (POST, PUT, PATCH), compiled once (see statement).
+const insertUpload = statement(['id', 'repository', 'at'], (db: Db, p) =>
+  db.insertInto('uploads').values({ id: p.id, repository: p.repository, size: 0, started_at: p.at, updated_at: p.at }),
+);
+const selectUpload = statement(['id'], (db: Db, p) => db.selectFrom('uploads').selectAll().where('id', '=', p.id));
+const takeLease = statement(['id', 'offset', 'at', 'expires'], (db: Db, p) =>
+  db
+    .updateTable('uploads')
+    .set({ append_generation: sql<number>`append_generation + 1`, append_expires_at: p.expires, updated_at: p.at })
+    .where('id', '=', p.id)
+    .where('size', '=', p.offset)
+    .where((eb) => eb.or([eb('append_expires_at', 'is', null), eb('append_expires_at', '<', p.at)]))
+    .returning('append_generation'),
+);
+const claimLease = statement(['id', 'at', 'expires'], (db: Db, p) =>
+  db
+    .updateTable('uploads')
+    .set({ append_generation: sql<number>`append_generation + 1`, append_expires_at: p.expires, updated_at: p.at })
+    .where('id', '=', p.id)
+    .where((eb) => eb.or([eb('append_expires_at', 'is', null), eb('append_expires_at', '<', p.at)]))
+    .returningAll(),
+);
+const releaseLease = statement(['id', 'generation'], (db: Db, p) =>
+  heldLease(db.updateTable('uploads').set({ append_expires_at: null }), p),
+);
+const releaseLeaseWithSize = statement(['id', 'generation', 'size', 'blobDigest', 'at'], (db: Db, p) =>
+  heldLease(db.updateTable('uploads').set({ append_expires_at: null, size: p.size, blob_digest: p.blobDigest, updated_at: p.at }), p),
+);
+const pinUnderLease = statement(['id', 'generation', 'digest', 'at'], (db: Db, p) =>
+  heldLease(db.updateTable('uploads').set({ pin_digest: p.digest, updated_at: p.at }), p),
+);
+const insertPin = statement(['id', 'repository', 'size', 'digest', 'at'], (db: Db, p) =>
+  db.insertInto('uploads').values({ id: p.id, repository: p.repository, size: p.size, started_at: p.at, updated_at: p.at, pin_digest: p.digest }),
+);
+const deleteUpload = statement(['id'], (db: Db, p) => db.deleteFrom('uploads').where('id', '=', p.id).returning('repository'));
+const deleteUploadUnderLease = statement(['id', 'generation'], (db: Db, p) =>
+  db.deleteFrom('uploads').where('id', '=', p.id).where('append_generation', '=', p.generation).where('append_expires_at', 'is not', null).returning('repository'),
+);
+
 class SqlUploads implements UploadQueries {
   constructor(
     private readonly db: Db,
@@ -557,29 +596,27 @@ class SqlUploads implements UploadQueries {
 
   async create(upload: { id: string; repository: string }): Promise<UploadRecord> {
     const at = this.now();
-    const row = { id: upload.id, repository: upload.repository, size: 0, started_at: at, updated_at: at };
-    await this.db.insertInto('uploads').values(row).execute();
-    return toUploadRecord({ ...row, append_generation: 0, append_expires_at: null, blob_digest: null });
+    await insertUpload(this.db, { id: upload.id, repository: upload.repository, at });
+    return toUploadRecord({ id: upload.id, repository: upload.repository, size: 0, started_at: at, updated_at: at, append_generation: 0, append_expires_at: null, blob_digest: null });
   }
 
   async get(id: string): Promise<UploadRecord | null> {
-    const row = await this.db.selectFrom('uploads').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = (await selectUpload(this.db, { id })).rows[0];
     return row ? toUploadRecord(row) : null;
   }
 
   async beginAppend(id: string, offset: number, ttlMs: number): Promise<AppendLease | null> {
     const at = this.now();
-    const row = await this.db
-      .updateTable('uploads')
-      .set({ append_generation: sql<number>`append_generation + 1`, append_expires_at: at + ttlMs, updated_at: at })
-      .where('id', '=', id)
-      .where('size', '=', offset)
-      .where((eb) => eb.or([eb('append_expires_at', 'is', null), eb('append_expires_at', '<', at)]))
-      .returning('append_generation')
-      .executeTakeFirst();
+    const row = (await takeLease(this.db, { id, offset, at, expires: at + ttlMs })).rows[0];
     if (row) return { id, generation: Number(row.append_generation) };
     if (!(await this.get(id))) throw new UploadSessionNotFoundError(id);
     return null;
+  }
+
+  async claim(id: string, ttlMs: number): Promise<{ upload: UploadRecord; lease: AppendLease } | null> {
+    const at = this.now();
+    const row = (await claimLease(this.db, { id, at, expires: at + ttlMs })).rows[0];
+    return row ? { upload: toUploadRecord(row), lease: { id, generation: Number(row.append_generation) } } : null;
   }
 
   async renewAppend(lease: AppendLease, ttlMs: number): Promise<boolean> {
@@ -589,10 +626,11 @@ class SqlUploads implements UploadQueries {
   }
 
   async endAppend(lease: AppendLease, size?: number, blobDigest: string | null = null): Promise<boolean> {
-    const changes =
-      size === undefined ? { append_expires_at: null } : { append_expires_at: null, size, blob_digest: blobDigest, updated_at: this.now() };
-    const result = await heldLease(this.db.updateTable('uploads').set(changes), lease).executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    const result =
+      size === undefined
+        ? await releaseLease(this.db, lease)
+        : await releaseLeaseWithSize(this.db, { ...lease, size, blobDigest, at: this.now() });
+    return (result.numAffectedRows ?? 0n) > 0n;
   }
 
   async releaseAllLeases(): Promise<number> {
@@ -602,9 +640,8 @@ class SqlUploads implements UploadQueries {
 
   async complete(id: string, blob: BlobRecord, lease?: AppendLease): Promise<void> {
     await transaction(this.db, async (trx) => {
-      let removal = trx.deleteFrom('uploads').where('id', '=', id);
-      if (lease) removal = removal.where('append_generation', '=', lease.generation).where('append_expires_at', 'is not', null);
-      const upload = await removal.returning('repository').executeTakeFirst();
+      const removed = lease ? await deleteUploadUnderLease(trx, lease) : await deleteUpload(trx, { id });
+      const upload = removed.rows[0];
       if (!upload) throw new UploadSessionNotFoundError(id);
       await linkBlob(trx, upload.repository, blob, this.now());
     });
@@ -614,13 +651,10 @@ class SqlUploads implements UploadQueries {
     await transaction(this.db, async (trx) => {
       const at = this.now();
       if (lease) {
-        const pinned = await heldLease(trx.updateTable('uploads').set({ pin_digest: blob.digest, updated_at: at }), lease).executeTakeFirst();
-        if (pinned.numUpdatedRows === 0n) throw new UploadSessionNotFoundError(id);
+        const pinned = await pinUnderLease(trx, { ...lease, digest: blob.digest, at });
+        if (!pinned.numAffectedRows) throw new UploadSessionNotFoundError(id);
       } else {
-        await trx
-          .insertInto('uploads')
-          .values({ id, repository, size: blob.size, started_at: at, updated_at: at, pin_digest: blob.digest })
-          .execute();
+        await insertPin(trx, { id, repository, size: blob.size, digest: blob.digest, at });
       }
       await upsertLiveBlob(trx, blob, at);
     });
@@ -679,14 +713,18 @@ function heldLease<Q extends UpdateQueryBuilder<Database, 'uploads', 'uploads', 
     .where('append_expires_at', 'is not', null);
 }
 
+const upsertRepository = statement(['name', 'at'], (db: Db, p) =>
+  db
+    .insertInto('repositories')
+    .values({ name: p.name, created_at: p.at })
+    .onConflict((oc) => oc.column('name').doUpdateSet({ name: (eb) => eb.ref('excluded.name') }))
+    .returning('id'),
+);
+
 /** Creates the repository row if needed and write-locks it; resolves to its id. */
 async function ensureRepository(trx: Db, name: string, at: number): Promise<Id> {
-  const row = await trx
-    .insertInto('repositories')
-    .values({ name, created_at: at })
-    .onConflict((oc) => oc.column('name').doUpdateSet({ name: (eb) => eb.ref('excluded.name') }))
-    .returning('id')
-    .executeTakeFirstOrThrow();
+  const row = (await upsertRepository(trx, { name, at })).rows[0];
+  if (!row) throw new Error(`repository ${name}: the upsert returned no row`);
   return row.id;
 }
 
@@ -701,15 +739,24 @@ async function lockRepository(trx: Db, name: string): Promise<Id | undefined> {
   return row?.id;
 }
 
+const insertRepositoryBlob = statement(['repositoryId', 'digest', 'at'], (db: Db, p) =>
+  db
+    .insertInto('repository_blobs')
+    .values({ repository_id: p.repositoryId, digest: p.digest, created_at: p.at })
+    .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing()),
+);
+const upsertBlob = statement(['digest', 'size', 'at'], (db: Db, p) =>
+  db
+    .insertInto('blobs')
+    .values({ digest: p.digest, size: p.size, created_at: p.at, seen_at: p.at })
+    .onConflict((oc) => oc.column('digest').doUpdateSet({ seen_at: (eb) => eb.ref('excluded.seen_at'), deleting_since: null })),
+);
+
 async function linkBlob(trx: Db, repository: string, blob: BlobRecord, at: number): Promise<void> {
   const repositoryId = await ensureRepository(trx, repository, at);
   await enforceQuotaOnLink(trx, repository, repositoryId, blob);
   await upsertLiveBlob(trx, blob, at);
-  await trx
-    .insertInto('repository_blobs')
-    .values({ repository_id: repositoryId, digest: blob.digest, created_at: at })
-    .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
-    .execute();
+  await insertRepositoryBlob(trx, { repositoryId, digest: blob.digest, at });
 }
 
 /**
@@ -718,11 +765,7 @@ async function linkBlob(trx: Db, repository: string, blob: BlobRecord, at: numbe
  * completion, under its pin) writes the bytes again if GC deleted them (see src/control/gc).
  */
 async function upsertLiveBlob(trx: Db, blob: BlobRecord, at: number): Promise<void> {
-  await trx
-    .insertInto('blobs')
-    .values({ digest: blob.digest, size: blob.size, created_at: at, seen_at: at })
-    .onConflict((oc) => oc.column('digest').doUpdateSet({ seen_at: (eb) => eb.ref('excluded.seen_at'), deleting_since: null }))
-    .execute();
+  await upsertBlob(trx, { digest: blob.digest, size: blob.size, at });
 }
 
 async function findManifestId(trx: Db, repositoryId: Id, digest: string): Promise<Id | undefined> {
