@@ -366,21 +366,20 @@ class SqlManifests implements ManifestQueries {
         });
         if (missingChild !== undefined) throw new MissingReferenceError('manifest', missingChild);
 
-        const inserted = await trx
-          .insertInto('manifests')
-          .values({
-            repository_id: repositoryId,
+        const inserted = (
+          await insertManifest(trx, {
+            repositoryId,
             digest: manifest.digest,
-            media_type: manifest.mediaType,
-            artifact_type: manifest.artifactType,
-            subject_digest: manifest.subject,
+            mediaType: manifest.mediaType,
+            artifactType: manifest.artifactType,
+            subject: manifest.subject,
             annotations: manifest.annotations === null ? null : JSON.stringify(manifest.annotations),
             size: manifest.size,
             content: manifest.content,
-            created_at: at,
+            at,
           })
-          .returning('id')
-          .executeTakeFirstOrThrow();
+        ).rows[0];
+        if (!inserted) throw new Error(`manifest ${manifest.digest}: the insert returned no row`);
         const id = inserted.id;
         manifestId = id;
         for (const chunk of chunks(blobs)) {
@@ -768,14 +767,61 @@ async function upsertLiveBlob(trx: Db, blob: BlobRecord, at: number): Promise<vo
   await upsertBlob(trx, { digest: blob.digest, size: blob.size, at });
 }
 
+// The statements of a manifest push, compiled once (see statement).
+const insertManifest = statement(['repositoryId', 'digest', 'mediaType', 'artifactType', 'subject', 'annotations', 'size', 'content', 'at'], (db: Db, p) =>
+  db
+    .insertInto('manifests')
+    .values({
+      repository_id: p.repositoryId,
+      digest: p.digest,
+      media_type: p.mediaType,
+      artifact_type: p.artifactType,
+      subject_digest: p.subject,
+      annotations: p.annotations,
+      size: p.size,
+      content: p.content,
+      created_at: p.at,
+    })
+    .returning('id'),
+);
+const selectManifestId = statement(['repositoryId', 'digest'], (db: Db, p) =>
+  db.selectFrom('manifests').select('id').where('repository_id', '=', p.repositoryId).where('digest', '=', p.digest),
+);
+const selectTag = statement(['repositoryId', 'tag'], (db: Db, p) =>
+  db
+    .selectFrom('tags as t')
+    .innerJoin('manifests as m', 'm.id', 't.manifest_id')
+    .select(['t.manifest_id', 'm.digest'])
+    .where('t.repository_id', '=', p.repositoryId)
+    .where('t.name', '=', p.tag),
+);
+const upsertTag = statement(['repositoryId', 'tag', 'manifestId', 'at'], (db: Db, p) =>
+  db
+    .insertInto('tags')
+    .values({ repository_id: p.repositoryId, name: p.tag, manifest_id: p.manifestId, updated_at: p.at })
+    .onConflict((oc) =>
+      oc.columns(['repository_id', 'name']).doUpdateSet({
+        manifest_id: (eb) => eb.ref('excluded.manifest_id'),
+        updated_at: (eb) => eb.ref('excluded.updated_at'),
+      }),
+    ),
+);
+const insertTagMove = statement(['repositoryId', 'tag', 'previousDigest', 'digest', 'at', 'actor', 'actorKind', 'address', 'node'], (db: Db, p) =>
+  db.insertInto('tag_history').values({
+    repository_id: p.repositoryId,
+    tag: p.tag,
+    previous_digest: p.previousDigest,
+    digest: p.digest,
+    at: p.at,
+    actor: p.actor,
+    actor_kind: p.actorKind,
+    address: p.address,
+    node: p.node,
+  }),
+);
+
 async function findManifestId(trx: Db, repositoryId: Id, digest: string): Promise<Id | undefined> {
-  const row = await trx
-    .selectFrom('manifests')
-    .select('id')
-    .where('repository_id', '=', repositoryId)
-    .where('digest', '=', digest)
-    .executeTakeFirst();
-  return row?.id;
+  return (await selectManifestId(trx, { repositoryId, digest })).rows[0]?.id;
 }
 
 async function currentTag(
@@ -783,13 +829,7 @@ async function currentTag(
   repositoryId: Id,
   tag: string,
 ): Promise<{ manifestId: Id; digest: string } | undefined> {
-  const row = await trx
-    .selectFrom('tags as t')
-    .innerJoin('manifests as m', 'm.id', 't.manifest_id')
-    .select(['t.manifest_id', 'm.digest'])
-    .where('t.repository_id', '=', repositoryId)
-    .where('t.name', '=', tag)
-    .executeTakeFirst();
+  const row = (await selectTag(trx, { repositoryId, tag })).rows[0];
   return row ? { manifestId: row.manifest_id, digest: row.digest } : undefined;
 }
 
@@ -810,27 +850,9 @@ async function pointTag(
   if (current && sameId(current.manifestId, manifestId)) return null;
   const rule = current && options?.immutable ? options.immutable(tag) : null;
   if (current && rule !== null) throw new ImmutableTagError(tag, rule, current.digest);
-  await trx
-    .insertInto('tags')
-    .values({ repository_id: repositoryId, name: tag, manifest_id: manifestId, updated_at: at })
-    .onConflict((oc) =>
-      oc.columns(['repository_id', 'name']).doUpdateSet({
-        manifest_id: (eb) => eb.ref('excluded.manifest_id'),
-        updated_at: (eb) => eb.ref('excluded.updated_at'),
-      }),
-    )
-    .execute();
-  await trx
-    .insertInto('tag_history')
-    .values({
-      repository_id: repositoryId,
-      tag,
-      previous_digest: current?.digest ?? null,
-      digest,
-      at,
-      ...movedBy(options?.context),
-    })
-    .execute();
+  await upsertTag(trx, { repositoryId, tag, manifestId, at });
+  const by = movedBy(options?.context);
+  await insertTagMove(trx, { repositoryId, tag, previousDigest: current?.digest ?? null, digest, at, actor: by.actor, actorKind: by.actor_kind, address: by.address, node: by.node });
   return { previousDigest: current?.digest ?? null };
 }
 
