@@ -41,10 +41,11 @@ export interface AppendOptions {
  * when a session continues without it (after a restart, or on another node) the stored bytes
  * are read back and hashed once at completion.
  *
- * Whole blobs: on a store with `putBlob` (S3), a blob whose bytes all arrive in one request (a
- * monolithic POST, a PUT with the body, or one streamed PATCH without Content-Range) and fit in
- * `wholeBlobLimit` is read into memory, hashed and written once, at its content address: one
- * object store request instead of staging, assembling and deleting. A PATCH does not know the
+ * Whole blobs: on a store with `putBlob` (S3; the filesystem, up to 1 MiB), a blob whose bytes all
+ * arrive in one request (a monolithic POST, a PUT with the body, or one streamed PATCH without
+ * Content-Range) and fit in `wholeBlobLimit` is read into memory, hashed and written once, at its
+ * content address: one object store request (one file written and renamed) instead of staging,
+ * assembling and deleting. A PATCH does not know the
  * digest the client will claim, so it stores the bytes under the digest they actually have
  * (correct by construction) and records it in the session; the PUT, on any node, then only
  * compares digests. Staging data is created only when a session needs it (lazily).
@@ -62,7 +63,7 @@ export class UploadService {
     const id = randomUUID();
     if (!this.blobStore.putBlob) await this.blobStore.createUpload(id); // else when first needed
     await this.metadata.uploads.create({ id, repository });
-    this.hashes.set(id, { hash: createDigester('sha256'), offset: 0 });
+    // No hash state yet: the first staged append starts one (see write), a whole body needs none.
     return { id, repository, size: 0 };
   }
 
