@@ -29,6 +29,7 @@ const WHOLE_BLOB_LIMIT = 1024 * 1024;
 // Callback-style fs calls (no FileHandle object per file, which costs more than the small
 // writes of the whole-blob path themselves).
 const openFd = promisify(fs.open);
+const writeFd = promisify(fs.write);
 const fsyncFd = promisify(fs.fsync);
 const closeFd = promisify(fs.close);
 
@@ -113,23 +114,22 @@ export class FsBlobStore implements BlobStore {
   async putBlob(digest: string, data: Buffer): Promise<void> {
     if (data.length > WHOLE_BLOB_LIMIT) throw new Error(`filesystem blob store: putBlob takes at most ${WHOLE_BLOB_LIMIT} bytes, got ${data.length}`);
     const target = this.blobPath(digest);
-    // The calls that only touch the page cache (stat, open, a write of at most 1 MiB, close,
-    // rename) are synchronous: each costs microseconds, far less than a round trip through the
-    // thread pool. The two fsyncs, which wait for the disk, are not.
-    if (fs.statSync(target, { throwIfNoEntry: false })?.isFile()) return;
+    if (await this.stat(digest)) return;
     const staging = this.uploadData(randomUUID());
     await this.ensureDir(dirname(staging));
-    const fd = fs.openSync(staging, 'wx');
+    const fd = await openFd(staging, 'wx');
     try {
-      for (let written = 0; written < data.length; ) written += fs.writeSync(fd, data, written, data.length - written, written);
+      for (let written = 0; written < data.length; ) {
+        written += (await writeFd(fd, data, written, data.length - written, written)).bytesWritten;
+      }
       // Data must be on disk before the name points to it, or a crash could expose a partial blob.
       await fsyncFd(fd);
     } catch (error) {
-      fs.closeSync(fd);
-      fs.rmSync(staging, { force: true });
+      await closeFd(fd).catch(() => undefined);
+      await rm(staging, { force: true });
       throw error;
     }
-    fs.closeSync(fd);
+    await closeFd(fd);
     await this.publish(staging, target);
   }
 
@@ -200,7 +200,7 @@ export class FsBlobStore implements BlobStore {
   private async publish(source: string, target: string): Promise<void> {
     const dir = dirname(target);
     await this.ensureDir(dir, true);
-    fs.renameSync(source, target); // atomic: the blob is either absent or complete (synchronous: see putBlob)
+    await rename(source, target); // atomic: the blob is either absent or complete
     await fsyncFd(await this.dirDescriptor(dir)); // make the new name itself durable before acknowledging
   }
 
