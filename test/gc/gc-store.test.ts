@@ -2,8 +2,9 @@
 // one-run lease), on SQLite and PostgreSQL, with an injected clock.
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { MetadataStore, NewManifest } from '../../src/metadata/metadata-store.js';
+import type { MetadataStore } from '../../src/metadata/metadata-store.js';
 import { metadataBackends } from '../support/metadata-backends.js';
+import { testManifest } from '../support/manifests.js';
 
 const HOUR = 3_600_000;
 
@@ -11,20 +12,7 @@ function blob(name: string): { digest: string; size: number } {
   return { digest: `sha256:${createHash('sha256').update(`blob ${name}`).digest('hex')}`, size: 100 + name.length };
 }
 
-function manifest(seed: string, blobs: string[]): NewManifest {
-  const content = Buffer.from(JSON.stringify({ schemaVersion: 2, seed }));
-  return {
-    digest: `sha256:${createHash('sha256').update(content).digest('hex')}`,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    size: content.length,
-    content,
-    artifactType: null,
-    subject: null,
-    annotations: null,
-    blobs,
-    children: [],
-  };
-}
+const manifest = testManifest;
 
 const backends = metadataBackends('gc');
 

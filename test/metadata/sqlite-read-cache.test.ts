@@ -2,27 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { NewManifest } from '../../src/metadata/metadata-store.js';
 import { VersionedReadCache } from '../../src/metadata/sql/read-cache.js';
 import { openSqliteMetadataStore } from '../../src/metadata/sql/sqlite.js';
 import type { SqlMetadataStore } from '../../src/metadata/sql/sql-metadata-store.js';
+import { testManifest } from '../support/manifests.js';
 
 const blob = { digest: `sha256:${'a'.repeat(64)}`, size: 42 };
 
-function manifest(label: string): NewManifest {
-  const content = Buffer.from(JSON.stringify({ schemaVersion: 2, label }));
-  return {
-    digest: `sha256:${label.padEnd(64, '0')}`,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    size: content.length,
-    content,
-    artifactType: null,
-    subject: null,
-    annotations: null,
-    blobs: [blob.digest],
-    children: [],
-  };
-}
+const manifest = (label: string) => testManifest(label, [blob.digest]);
 
 // Two stores on one file are two connections, as two cluster workers (or a worker and a CLI)
 // are: what one commits, the other must see on its very next read, cache or no cache.
