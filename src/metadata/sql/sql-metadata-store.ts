@@ -10,7 +10,6 @@ import {
   type BlobRecord,
   ImmutableTagError,
   type LifecycleQueries,
-  type TagGuard,
   type ManifestQueries,
   type ManifestRecord,
   type MetadataStore,
