@@ -4,6 +4,7 @@ import { MetadataSchemaTooNewError, MIGRATION_TABLE } from '../../src/metadata/s
 import { openPostgresMetadataStore } from '../../src/metadata/sql/postgres.js';
 import { metadataStoreSuite } from '../shared/metadata-store-suite.js';
 import { createDatabase } from '../support/services.js';
+import { testManifest } from '../support/manifests.js';
 
 // PostgreSQL started by the global setup; a new database per test.
 metadataStoreSuite('PostgreSQL', async () => {
@@ -20,20 +21,7 @@ metadataStoreSuite('PostgreSQL', async () => {
 
 const blob = { digest: `sha256:${'a'.repeat(64)}`, size: 42 };
 
-function manifestOf(seed: string) {
-  const content = Buffer.from(JSON.stringify({ schemaVersion: 2, seed }));
-  return {
-    digest: `sha256:${Buffer.from(seed).toString('hex').padEnd(64, '0').slice(0, 64)}`,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    size: content.length,
-    content,
-    artifactType: null,
-    subject: null,
-    annotations: null,
-    blobs: [blob.digest],
-    children: [],
-  };
-}
+const manifestOf = (seed: string) => testManifest(seed, [blob.digest]);
 
 async function query(url: string, text: string, values: unknown[] = []): Promise<pg.QueryResult> {
   const client = new pg.Client({ connectionString: url });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MetadataStore } from '../../src/metadata/metadata-store.js';
+import { testManifest } from '../support/manifests.js';
 
 export interface ControlStoreFixture {
   store: MetadataStore;
@@ -19,20 +20,7 @@ function digestOf(data: string): string {
 
 const blob = (name: string) => ({ digest: digestOf(`blob ${name}`), size: 1000 + name.length });
 
-function manifestOf(seed: string, blobs: string[]) {
-  const content = Buffer.from(JSON.stringify({ schemaVersion: 2, seed }));
-  return {
-    digest: digestOf(content.toString()),
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    size: content.length,
-    content,
-    artifactType: null,
-    subject: null,
-    annotations: null,
-    blobs,
-    children: [],
-  };
-}
+const manifestOf = testManifest;
 
 const page = { offset: 0, limit: 100 };
 
