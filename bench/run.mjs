@@ -19,7 +19,7 @@ import { log, sleep, freeBytes, GiB, run, fmtNum } from './lib/util.mjs';
 import { createSampler } from './lib/procstat.mjs';
 import { ensureTools, startDistribution, startStowage, buildStowage, tail } from './lib/registries.mjs';
 import { createClient } from './lib/oci.mjs';
-import { measureCeilings } from './lib/ceilings.mjs';
+import { measureCeilings, startUploadSink } from './lib/ceilings.mjs';
 import { sizes, prepareContent, seed, verify, verifyTokenRequired, workloads } from './lib/workloads.mjs';
 import { startTokenIssuer } from './lib/token-issuer.mjs';
 import { buildRows, writeReports, variantSuffix } from './lib/report.mjs';
@@ -40,11 +40,14 @@ const resultsDir = join(benchDir, 'results');
 const profileDir = process.env.BENCH_PROFILE === '1' ? join(benchDir, '.work', 'profiles', stamp) : null;
 const regs = [];
 const problems = [];
+/** The push ceiling's server (started when a push workload runs), stopped by cleanup(). */
+let sink = null;
 let issuer = null;
 
 function cleanup() {
   for (const r of regs) r.kill();
   issuer?.close();
+  sink?.stop();
   if (process.env.BENCH_KEEP !== '1') rmSync(workDir, { recursive: true, force: true });
 }
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { log(`${sig}: stopping registries`); cleanup(); process.exit(130); });
@@ -135,8 +138,17 @@ async function main() {
     config: sz, ceilings, seedSeconds, workloads: [], resources: null, problems,
   };
 
-  for (const w of workloads(sz, content)) {
-    if (only.length && !only.some((p) => w.id.startsWith(p))) continue;
+  const selected = workloads(sz, content).filter((w) => !only.length || only.some((p) => w.id.startsWith(p)));
+  // Push workloads also run, in every round, against the simplest durable upload server (C):
+  // the ceiling that the push figures are read against, measured under the same conditions. It
+  // writes to the local disk, so only the default (filesystem) mode has it.
+  let sinkClient = null;
+  if (baseMode === 'default' && selected.some((w) => w.ceiling)) {
+    sink = await startUploadSink(join(workDir, 'upload-sink'));
+    sinkClient = createClient(sink.url);
+    log(`push ceiling: trivial durable upload server at ${sink.url}`);
+  }
+  for (const w of selected) {
     log(`workload ${w.id}: ${w.title}`);
     const rec = { id: w.id, title: w.title, metrics: w.metrics.map(({ key, label, unit, better, target, note, chart }) => ({ key, label, unit, better, target, note, chart })), rounds: [], peakRssBytes: {} };
     results.workloads.push(rec);
@@ -169,8 +181,17 @@ async function main() {
         if (w.cleanup) await w.cleanup(reg, clients[k], data).catch(() => {});
         if (w.pauseMs) await sleep(w.pauseMs);
       }
+      if (w.ceiling && sinkClient) {
+        try {
+          entry.C = await w.run(sink, sinkClient, data);
+        } catch (e) {
+          entry.C = { error: e.message.slice(0, 500) };
+          problems.push(`push ceiling ${w.id} round ${round}: ${e.message.slice(0, 300)}`);
+        }
+        if (w.pauseMs) await sleep(w.pauseMs);
+      }
       const main = w.metrics[0].key;
-      log(`  round ${round}: A ${fmtNum(entry.A?.[main])} B ${fmtNum(entry.B?.[main])} ${w.metrics[0].unit}${entry.A?.error ? ` A error: ${entry.A.error.slice(0, 120)}` : ''}${entry.B?.error ? ` B error: ${entry.B.error.slice(0, 120)}` : ''}`);
+      log(`  round ${round}: A ${fmtNum(entry.A?.[main])} B ${fmtNum(entry.B?.[main])}${entry.C ? ` ceiling ${fmtNum(entry.C[main])}` : ''} ${w.metrics[0].unit}${entry.A?.error ? ` A error: ${entry.A.error.slice(0, 120)}` : ''}${entry.B?.error ? ` B error: ${entry.B.error.slice(0, 120)}` : ''}`);
       rec.rounds.push(entry);
     }
     for (const k of ['A', 'B']) rec.peakRssBytes[k] = side[k].stats.windowPeakRss();
@@ -200,6 +221,9 @@ async function main() {
   await sampler.close();
   results.meta.tokensFetched = { A: clients.A.tokensFetched(), B: clients.B.tokensFetched() };
   for (const c of Object.values(clients)) c.close();
+  sinkClient?.close();
+  await sink?.stop();
+  sink = null;
   await issuer?.close();
   issuer = null;
 

@@ -17,21 +17,29 @@ function sha256Once(buf, times) {
   return (buf.length * times) / 1e6 / ((performance.now() - t) / 1000);
 }
 
-async function startLoopbackServer() {
-  const script = fileURLToPath(new URL('./loopback-server.mjs', import.meta.url));
-  const child = spawn(process.execPath, [script, '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((ok, fail) => {
+/** Starts one of the bench's helper servers (a script printing "READY <port>") as a child process. */
+function startHelperServer(name, args = []) {
+  const script = fileURLToPath(new URL(`./${name}`, import.meta.url));
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((ok, fail) => {
     let out = '';
-    const timer = setTimeout(() => fail(new Error('loopback server did not start')), 10_000);
+    const timer = setTimeout(() => fail(new Error(`${name} did not start`)), 10_000);
     child.stdout.on('data', (d) => {
       out += d;
       const m = /READY (\d+)/.exec(out);
-      if (m) { clearTimeout(timer); ok(Number(m[1])); }
+      if (m) {
+        clearTimeout(timer);
+        ok({ url: `http://127.0.0.1:${m[1]}`, pid: child.pid, stop: () => new Promise((r) => { child.once('exit', r); child.kill('SIGTERM'); }) });
+      }
     });
-    child.once('exit', () => fail(new Error('loopback server exited')));
+    child.once('exit', () => fail(new Error(`${name} exited`)));
   });
-  return { url: `http://127.0.0.1:${port}`, stop: () => new Promise((r) => { child.once('exit', r); child.kill('SIGTERM'); }) };
 }
+
+const startLoopbackServer = () => startHelperServer('loopback-server.mjs', ['0']);
+
+/** The push ceiling's server (lib/upload-sink.mjs), writing under `dir`. */
+export const startUploadSink = (dir) => startHelperServer('upload-sink.mjs', [dir, '0']);
 
 function diskWrite(dir, size) {
   mkdirSync(dir, { recursive: true });

@@ -26,6 +26,15 @@ export function buildRows(results) {
           : '',
         errors,
       };
+      // Push workloads: the ceiling (lib/upload-sink.mjs) measured in the same rounds.
+      if (m === w.metrics[0] && w.rounds.some((r) => Number.isFinite(r.C?.[m.key]))) {
+        const c = w.rounds.map((r) => r.C?.[m.key]);
+        const fractions = w.rounds.map((r, i) => (Number.isFinite(a[i]) && Number.isFinite(c[i]) && c[i] > 0 ? a[i] / c[i] : null));
+        Object.assign(row, { ceiling: c, ceilingMedian: median(c), ceilingFractionMedian: median(fractions) });
+        const pct = (v) => `${Math.round(v * 100)}%`;
+        const f = finite(fractions);
+        row.notes = [row.notes, `ceiling (trivial durable upload server, same rounds) ${fmtNum(row.ceilingMedian)}${m.unit ? ` ${m.unit}` : ''}; ${results.meta.labels?.A ?? 'A'} at ${pct(row.ceilingFractionMedian)} of it (${pct(Math.min(...f))}–${pct(Math.max(...f))}), ${results.meta.labels?.B ?? 'B'} at ${pct(median(w.rounds.map((r, i) => (Number.isFinite(b[i]) && c[i] > 0 ? b[i] / c[i] : null))))}`].filter(Boolean).join('; ');
+      }
       row.pass = passes(row);
       rows.push(row);
     }

@@ -258,6 +258,7 @@ export function workloads(sz, c) {
     metrics: [{ key: 'mbps', label: `push monolithic ${human(sz.pushMono)}`, unit: 'MB/s', better: 'higher', target: ratioTargets.push },
       { key: 'cpuSec', label: `push monolithic ${human(sz.pushMono)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 1000,
+    ceiling: true, // also measured against lib/upload-sink.mjs, see run.mjs
     bytes: sz.pushMono,
     auth: (client) => client.authHeaders('bench/push', { validForS: 120, push: true }),
     async prepareRound() { const b = repeatingBlob(sz.pushMono); await b.computeDigest(); return b; },
@@ -273,6 +274,7 @@ export function workloads(sz, c) {
     metrics: [{ key: 'mbps', label: `push chunked ${human(sz.pushChunked)} (${human(sz.chunk)} PATCH)`, unit: 'MB/s', better: 'higher', target: ratioTargets.push },
       { key: 'cpuSec', label: `push chunked ${human(sz.pushChunked)} registry CPU`, unit: 's', better: 'lower', target: null, cpu: true, chart: false }],
     pauseMs: 1000,
+    ceiling: true, // also measured against lib/upload-sink.mjs, see run.mjs
     bytes: sz.pushChunked,
     auth: (client) => client.authHeaders('bench/push', { validForS: 120, push: true }),
     async prepareRound() { const b = repeatingBlob(sz.pushChunked); await b.computeDigest(); return b; },
