@@ -139,7 +139,7 @@ async function main() {
   };
 
   const selected = workloads(sz, content).filter((w) => !only.length || only.some((p) => w.id.startsWith(p)));
-  // Push workloads also run, in every round, against the simplest durable upload server (C):
+  // Push workloads also run, in every round, against the simplest durable push server (C):
   // the ceiling that the push figures are read against, measured under the same conditions. It
   // writes to the local disk, so only the default (filesystem) mode has it.
   let sinkClient = null;

@@ -33,7 +33,7 @@ export function buildRows(results) {
         Object.assign(row, { ceiling: c, ceilingMedian: median(c), ceilingFractionMedian: median(fractions) });
         const pct = (v) => `${Math.round(v * 100)}%`;
         const f = finite(fractions);
-        row.notes = [row.notes, `ceiling (trivial durable upload server, same rounds) ${fmtNum(row.ceilingMedian)}${m.unit ? ` ${m.unit}` : ''}; ${results.meta.labels?.A ?? 'A'} at ${pct(row.ceilingFractionMedian)} of it (${pct(Math.min(...f))}–${pct(Math.max(...f))}), ${results.meta.labels?.B ?? 'B'} at ${pct(median(w.rounds.map((r, i) => (Number.isFinite(b[i]) && c[i] > 0 ? b[i] / c[i] : null))))}`].filter(Boolean).join('; ');
+        row.notes = [row.notes, `ceiling (simplest durable push server, same rounds) ${fmtNum(row.ceilingMedian)}${m.unit ? ` ${m.unit}` : ''}; ${results.meta.labels?.A ?? 'A'} at ${pct(row.ceilingFractionMedian)} of it (${pct(Math.min(...f))}–${pct(Math.max(...f))}), ${results.meta.labels?.B ?? 'B'} at ${pct(median(w.rounds.map((r, i) => (Number.isFinite(b[i]) && c[i] > 0 ? b[i] / c[i] : null))))}`].filter(Boolean).join('; ');
       }
       row.pass = passes(row);
       rows.push(row);

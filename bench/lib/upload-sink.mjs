@@ -1,9 +1,13 @@
-// The push ceiling: the simplest durable HTTP upload server this machine can run, measured with
-// the same client and the same content as the registries, in the same rounds. It speaks just
-// enough of the upload protocol (POST → 202 Location; PATCH appends; PUT appends its body, if any,
-// then fsyncs and answers 201) and does nothing else: no hashing, no metadata, no content
-// address. Writes go through 1 MiB stream buffers, as Stowage's do. Each finished upload is
-// deleted, so the sink never holds more than the uploads in progress.
+// The push ceiling: the simplest durable HTTP push server this machine can run, measured with the
+// same client and the same content as the registries, in the same rounds. It speaks just enough
+// of the distribution API for the bench client and does nothing else: no hashing, no digest
+// check, no metadata, no content address, every finished upload deleted at once.
+//
+// - POST …/blobs/uploads/ → 202 with a Location; PATCH appends the body (1 MiB stream buffers,
+//   as Stowage's); PUT appends its body, if any, fsyncs and answers 201 (durable before the 201,
+//   as a registry's must be), then deletes the file.
+// - HEAD …/blobs/<digest> → 404 (nothing is kept, so the client always uploads).
+// - PUT …/manifests/<ref> → the body written to a file and fsync'd, then 201 (and deleted).
 //
 //   node upload-sink.mjs DIR [PORT]    prints "READY <port>" when listening
 import http from 'node:http';
@@ -34,11 +38,32 @@ async function append(req, res, file) {
   return true;
 }
 
+/** fsyncs the file, then removes it: durable before the answer, nothing kept after it. */
+async function syncAndDrop(file) {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rm(file, { force: true });
+}
+
 const server = http.createServer(async (req, res) => {
   try {
     const url = new URL(req.url, 'http://sink');
+    if (/^\/v2\/.+\/blobs\/sha256:[0-9a-f]{64}$/.test(url.pathname) && req.method === 'HEAD') return answer(res, 404);
+    if (/^\/v2\/.+\/manifests\/[^/]+$/.test(url.pathname) && req.method === 'PUT') {
+      const file = join(dir, `m${next++}`);
+      await pipeline(req, createWriteStream(file));
+      await syncAndDrop(file);
+      return answer(res, 201);
+    }
     const m = /^\/v2\/(.+)\/blobs\/uploads\/(\d+)?$/.exec(url.pathname);
-    if (!m) return answer(res, 404);
+    if (!m) {
+      req.resume();
+      return answer(res, 404);
+    }
     if (req.method === 'POST') {
       req.resume();
       const id = String(next++);
@@ -52,13 +77,7 @@ const server = http.createServer(async (req, res) => {
     }
     if (req.method === 'PUT') {
       if (!(await append(req, res, file))) return;
-      const handle = await open(file, 'r+');
-      try {
-        await handle.sync(); // durable before the 201, as a registry's must be
-      } finally {
-        await handle.close();
-      }
-      await rm(file, { force: true });
+      await syncAndDrop(file);
       return answer(res, 201);
     }
     req.resume();
