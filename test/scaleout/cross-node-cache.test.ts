@@ -1,11 +1,12 @@
-// Per-node caches never answer for content deleted through another node: node B keeps being
-// read (tag list, manifest GET by tag and digest and HEAD by tag, blob HEAD and GET) while node A deletes, and every
-// read on B that starts after A's delete has answered sees the deletion. Node B's caches are
-// warm beforehand (the tag list keeps a per-process copy of each repository's tag names).
+// Per-node caches never answer for content deleted or moved through another node: node B keeps
+// being read (tag list, manifest GET by tag and digest and HEAD by tag, blob HEAD and GET) while
+// node A deletes or moves a tag, and every read on B that starts after A's change has answered
+// sees the change. Node B's caches are warm beforehand (the tag list keeps a per-process copy of
+// each repository's tag names; hot lookups are cached for up to SHARED_READ_CACHE_MS).
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mediaTypes } from '../support/http-app.js';
-import { makeImage, pushBlob, pushImage, startScaleOut, type ScaleOut } from '../support/scaleout.js';
+import { makeImage, pushBlob, pushImage, putManifest, startScaleOut, type ScaleOut } from '../support/scaleout.js';
 
 let cluster: ScaleOut;
 let a: string;
@@ -24,6 +25,7 @@ interface Read {
   startedAfterDelete: boolean;
   status: number;
   tags?: string[];
+  digest?: string | null;
 }
 
 /**
@@ -87,6 +89,29 @@ describe('per-node caches and deletes through another node', () => {
     expect(deleteStatus).toBe(202);
     expect(reads.some((r) => !r.startedAfterDelete && r.status === 200)).toBe(true);
     for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.status).toBe(404);
+  });
+
+  it('a tag moved through A names its new manifest on B (GET and HEAD), at once', async () => {
+    const repo = 'cache/moves';
+    const first = makeImage('first', [randomBytes(1200)]);
+    const second = makeImage('second', [randomBytes(1300)]);
+    await pushImage([a], a, repo, first, 'latest');
+    await pushImage([a], a, repo, second, 'second');
+    const { reads, deleteStatus } = await readWhileDeleting(
+      async () => {
+        const [get, head] = await Promise.all(
+          (['GET', 'HEAD'] as const).map((method) => fetch(`${b}/v2/${repo}/manifests/latest`, { method, headers: { accept: mediaTypes.ociManifest } })),
+        );
+        await get!.arrayBuffer();
+        const digests = [get!, head!].map((res) => res.headers.get('docker-content-digest'));
+        // Both must name the same manifest: report a disagreement as neither.
+        return { status: get!.status, digest: digests[0] === digests[1] ? digests[0] : 'mixed' };
+      },
+      async () => (await putManifest(a, repo, 'latest', second.manifest)).status,
+    );
+    expect(deleteStatus).toBe(201);
+    expect(reads.some((r) => !r.startedAfterDelete && r.digest === first.digest)).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.digest).toBe(second.digest);
   });
 
   it('a blob deleted through A answers 404 to HEAD and GET on B, at once', async () => {

@@ -40,6 +40,8 @@ export class SqlGc implements GcQueries {
   constructor(
     private readonly db: Db,
     private readonly now: Clock,
+    /** Waits out the hot lookups' caches after a change (see readCaching). */
+    private readonly settle: () => Promise<void> = async () => undefined,
   ) {
     this.gdb = db as unknown as GcDb;
   }
@@ -123,6 +125,9 @@ export class SqlGc implements GcQueries {
 
   async sweep(digests: string[], deleteBytes: (digests: string[]) => Promise<void>): Promise<BlobRecord[]> {
     if (digests.length === 0) return [];
+    // Marking removed the blobs' repository links; a node may still answer from a lookup it
+    // cached before that, so the bytes go only once such entries have expired everywhere.
+    await this.settle();
     return transaction(this.db, async (trx) => {
       // Locks the rows that are still marked: a completion that rescues one (reserve) waits until
       // its bytes and row are gone, then records it anew and stores the bytes again.

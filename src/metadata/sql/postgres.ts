@@ -22,6 +22,15 @@ export interface PostgresMetadataStoreOptions extends SqlMetadataStoreOptions {
  */
 export const MIGRATION_LOCK_KEY = '4331460114452406641';
 
+/**
+ * How long a node may answer a hot lookup (manifest by tag or digest, blob in a repository) from
+ * its own memory, and so how long every tag move and deletion waits after its commit before it
+ * is acknowledged (read-cache.ts, TimedReadCache). A constant, not a setting: every node sharing
+ * the database must use the same value. 100 ms: a hot manifest is then asked of PostgreSQL at
+ * most ten times a second per process, and a tag move or delete takes 0.1 s longer.
+ */
+export const SHARED_READ_CACHE_MS = 100;
+
 /** PostgreSQL's int8 type: parsed to a number (sizes, timestamps and ids stay far below 2^53). */
 const INT8_OID = 20;
 
@@ -59,7 +68,10 @@ export async function openPostgresMetadataStore(
   // at 16 concurrent lookups: 1 → 27 µs node + 13 µs PostgreSQL per lookup, 2 → 35 + 20, 4 → 60
   // + 38, 8 → 50–80 + 40–60), and two keep one slow statement from holding up every read.
   const hot = new HotLookups(guardedPool.run, 2);
-  return new SqlMetadataStore(new PostgresKysely({ dialect: new PostgresDialect({ pool: guardedPool }) }, hot), options);
+  return new SqlMetadataStore(new PostgresKysely({ dialect: new PostgresDialect({ pool: guardedPool }) }, hot), {
+    readCacheTtlMs: SHARED_READ_CACHE_MS,
+    ...options,
+  });
 }
 
 /**

@@ -34,7 +34,7 @@ import { SqlPullStats } from './pull-stats.js';
 import { SqlRetention } from './retention.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from '../housekeeping-store.js';
 import { precompile, statement } from './precompiled.js';
-import { VersionedReadCache } from './read-cache.js';
+import { TimedReadCache, VersionedReadCache, waitAtLeast, type ReadCache } from './read-cache.js';
 import { repositoryHasContent } from './control/common.js';
 import { TagLister } from './tag-list.js';
 import { manifestDeleteEvents, manifestPutEvents, movedBy, readMovedBy, SqlEvents, SqlWebhooks, tagDeleteEvent, writeEvents } from './events.js';
@@ -48,6 +48,29 @@ export interface SqlMetadataStoreOptions {
    * manifest and blob lookups of the hot paths are cached while it stays the same (read-cache.ts).
    */
   changeVersion?: () => number;
+  /**
+   * Without `changeVersion` (PostgreSQL): hot lookups are cached for at most this many
+   * milliseconds, and every change that could make a cached answer wrong waits as long after its
+   * commit before it returns (read-cache.ts, TimedReadCache). Every node sharing the database
+   * must use the same value; 0 turns the cache off.
+   */
+  readCacheTtlMs?: number;
+}
+
+/**
+ * Builds the hot lookups' caches (none, exact, or timed) and the wait that changes owe them.
+ * `settle` resolves once every entry that any node may have loaded before the call has expired.
+ */
+export interface ReadCaching {
+  cache<V>(sizeOf: (value: V) => number): ReadCache<V> | undefined;
+  settle(): Promise<void>;
+}
+
+export function readCaching(options: SqlMetadataStoreOptions): ReadCaching {
+  const { changeVersion, readCacheTtlMs: ttl = 0 } = options;
+  if (changeVersion) return { cache: (sizeOf) => new VersionedReadCache(changeVersion, { ...READ_CACHE_LIMITS, sizeOf }), settle: async () => undefined };
+  if (ttl > 0) return { cache: (sizeOf) => new TimedReadCache(ttl, { ...READ_CACHE_LIMITS, sizeOf }), settle: () => waitAtLeast(ttl) };
+  return { cache: () => undefined, settle: async () => undefined };
 }
 
 /** Bounds of each hot-path read cache: a few thousand typical manifests, at most 4 MiB. */
@@ -94,16 +117,17 @@ export class SqlMetadataStore implements MetadataStore {
     options: SqlMetadataStoreOptions = {},
   ) {
     const now = options.now ?? Date.now;
+    const caching = readCaching(options);
     this.repositories = new SqlRepositories(db);
-    this.blobs = new SqlBlobs(db, now, options.changeVersion);
-    this.manifests = new SqlManifests(db, now, options.changeVersion);
-    this.tags = new SqlTags(db, now);
+    this.blobs = new SqlBlobs(db, now, caching);
+    this.manifests = new SqlManifests(db, now, caching);
+    this.tags = new SqlTags(db, now, caching.settle);
     this.uploads = new SqlUploads(db, now);
-    this.control = new SqlControlStore(db, now);
+    this.control = new SqlControlStore(db, now, caching.settle);
     this.lifecycle = new SqlLifecycle(db, now);
     this.events = new SqlEvents(db, now, (work) => transaction(db, work));
     this.webhooks = new SqlWebhooks(db, now);
-    this.gc = new SqlGc(db, now);
+    this.gc = new SqlGc(db, now, caching.settle);
     this.quotas = new SqlQuotas(db, now);
     this.pulls = new SqlPullStats(db);
     this.retention = new SqlRetention(db, now);
@@ -180,15 +204,17 @@ const manifestByTagQuery = (db: Db) =>
 
 class SqlBlobs implements BlobQueries {
   private readonly blobInRepository: ReturnType<typeof blobInRepositoryQuery>;
-  private readonly cache: VersionedReadCache<BlobRecord> | undefined;
+  private readonly cache: ReadCache<BlobRecord> | undefined;
+  private readonly settle: () => Promise<void>;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
-    changeVersion?: () => number,
+    caching: ReadCaching,
   ) {
     this.blobInRepository = blobInRepositoryQuery(db);
-    if (changeVersion) this.cache = new VersionedReadCache(changeVersion, { ...READ_CACHE_LIMITS, sizeOf: (blob) => 128 + blob.digest.length });
+    this.cache = caching.cache((blob) => 128 + blob.digest.length);
+    this.settle = caching.settle;
   }
 
   async get(digest: string): Promise<BlobRecord | null> {
@@ -248,7 +274,7 @@ class SqlBlobs implements BlobQueries {
   }
 
   async unlink(repository: string, digest: string): Promise<boolean> {
-    return transaction(this.db, async (trx) => {
+    const unlinked = await transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
       const user = await trx
@@ -268,6 +294,8 @@ class SqlBlobs implements BlobQueries {
         .executeTakeFirst();
       return result.numDeletedRows > 0n;
     });
+    if (unlinked) await this.settle();
+    return unlinked;
   }
 
   async totalSize(): Promise<number> {
@@ -297,16 +325,18 @@ type ManifestRow = Pick<
 class SqlManifests implements ManifestQueries {
   private readonly manifestByDigest: ReturnType<typeof manifestByDigestQuery>;
   private readonly manifestByTag: ReturnType<typeof manifestByTagQuery>;
-  private readonly cache: VersionedReadCache<ManifestRecord> | undefined;
+  private readonly cache: ReadCache<ManifestRecord> | undefined;
+  private readonly settle: () => Promise<void>;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
-    changeVersion?: () => number,
+    caching: ReadCaching,
   ) {
     this.manifestByDigest = manifestByDigestQuery(db);
     this.manifestByTag = manifestByTagQuery(db);
-    if (changeVersion) this.cache = new VersionedReadCache(changeVersion, { ...READ_CACHE_LIMITS, sizeOf: (manifest) => 256 + manifest.content.length });
+    this.cache = caching.cache((manifest) => 256 + manifest.content.length);
+    this.settle = caching.settle;
   }
 
   /** Hot path (manifest GET by digest): one precompiled query, or none while nothing changed. */
@@ -331,7 +361,7 @@ class SqlManifests implements ManifestQueries {
 
 
   async put(repository: string, manifest: NewManifest, tag?: string, options?: WriteOptions): Promise<void> {
-    await transaction(this.db, async (trx) => {
+    const moved = await transaction(this.db, async (trx) => {
       const repositoryId = await ensureRepository(trx, repository, this.now());
       // Read the clock once the repository is locked, so that moves of a tag get their times in
       // the order they commit.
@@ -397,11 +427,14 @@ class SqlManifests implements ManifestQueries {
       const moved = tag === undefined ? null : await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at, options);
       // The outbox: the events commit with the change, or neither does.
       await writeEvents(trx, manifestPutEvents(repository, manifest, tag, stored, moved, options?.context), at);
+      return moved;
     });
+    // A tag that pointed elsewhere may be cached (by its name) with its old manifest.
+    if (moved?.previousDigest) await this.settle();
   }
 
   async delete(repository: string, digest: string, options?: WriteOptions): Promise<boolean> {
-    return transaction(this.db, async (trx) => {
+    const deleted = await transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
       const manifestId = await findManifestId(trx, repositoryId, digest);
@@ -452,6 +485,8 @@ class SqlManifests implements ManifestQueries {
       await trx.deleteFrom('manifests').where('id', '=', manifestId).execute();
       return true;
     });
+    if (deleted) await this.settle();
+    return deleted;
   }
 
   async referrers(repository: string, digest: string, artifactType?: string): Promise<ReferrerRecord[]> {
@@ -479,6 +514,8 @@ class SqlTags implements TagQueries {
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
+    /** Waits out the hot lookups' caches after a change (see readCaching). */
+    private readonly settle: () => Promise<void>,
   ) {
     this.lister = new TagLister(db);
   }
@@ -500,7 +537,7 @@ class SqlTags implements TagQueries {
   }
 
   async delete(repository: string, tag: string, options?: WriteOptions): Promise<boolean> {
-    return transaction(this.db, async (trx) => {
+    const deleted = await transaction(this.db, async (trx) => {
       const repositoryId = await lockRepository(trx, repository);
       if (repositoryId === undefined) return false;
       const current = await currentTag(trx, repositoryId, tag);
@@ -524,6 +561,8 @@ class SqlTags implements TagQueries {
       await writeEvents(trx, [tagDeleteEvent(repository, tag, current.digest, options?.context)], this.now());
       return true;
     });
+    if (deleted) await this.settle();
+    return deleted;
   }
 
   async history(repository: string, tag: string): Promise<TagHistoryEntry[]> {

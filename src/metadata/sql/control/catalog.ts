@@ -9,7 +9,11 @@ const MAX_PROJECTS_IN_SQL = 50;
 const SCAN_CHUNK = 1000;
 
 export class SqlCatalog implements CatalogQueries {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    /** Waits out the hot lookups' caches after a deletion (see readCaching). */
+    private readonly settle: () => Promise<void> = async () => undefined,
+  ) {}
 
   async names(filter: { query?: string; projects?: string[] }, after: string | undefined, limit: number): Promise<string[]> {
     if (limit <= 0 || (filter.projects && filter.projects.length === 0)) return [];
@@ -115,12 +119,14 @@ export class SqlCatalog implements CatalogQueries {
   }
 
   async deleteRepository(name: string, context?: WriteContext): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
+    const deleted = await this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('uploads').where('repository', '=', name).execute();
       await writeRepositoryRemovalEvents(trx, [name], context, Date.now());
       // Manifests, tags, their history and blob links go with it (ON DELETE CASCADE).
       const result = await trx.deleteFrom('repositories').where('name', '=', name).executeTakeFirst();
       return result.numDeletedRows > 0n;
     });
+    if (deleted) await this.settle();
+    return deleted;
   }
 }

@@ -20,6 +20,8 @@ export class SqlProjects implements ProjectQueries {
   constructor(
     private readonly db: Db,
     private readonly now: Clock,
+    /** Waits out the hot lookups' caches after a deletion (see readCaching). */
+    private readonly settle: () => Promise<void> = async () => undefined,
   ) {}
 
   async create(project: NewProject, ownerId?: string, events: NewEvent[] = []): Promise<ProjectRecord | null> {
@@ -84,7 +86,7 @@ export class SqlProjects implements ProjectQueries {
   }
 
   async delete(name: string, force: boolean, context?: WriteContext, events: NewEvent[] = []): Promise<'deleted' | 'not-found' | 'not-empty'> {
-    return this.db.transaction().execute(async (trx) => {
+    const outcome = await this.db.transaction().execute(async (trx): Promise<'deleted' | 'not-found' | 'not-empty'> => {
       // Writing the row first takes the write lock (SQLite) or the row lock (PostgreSQL).
       const locked = await trx
         .updateTable('projects')
@@ -115,6 +117,8 @@ export class SqlProjects implements ProjectQueries {
       await writeEvents(trx, events, this.now());
       return 'deleted';
     });
+    if (outcome === 'deleted') await this.settle();
+    return outcome;
   }
 }
 

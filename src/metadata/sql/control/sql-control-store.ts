@@ -22,9 +22,10 @@ export class SqlControlStore implements ControlStore {
   readonly audit;
   readonly catalog;
 
-  constructor(db: Db, now: Clock) {
+  /** `settle` waits out the hot lookups' caches after a deletion (see readCaching). */
+  constructor(db: Db, now: Clock, settle: () => Promise<void> = async () => undefined) {
     this.users = new SqlUsers(db, now);
-    this.projects = new SqlProjects(db, now);
+    this.projects = new SqlProjects(db, now, settle);
     this.members = new SqlMembers(db, now);
     this.robots = new SqlRobots(db, now);
     this.personalTokens = new SqlPersonalTokens(db, now);
@@ -34,6 +35,6 @@ export class SqlControlStore implements ControlStore {
     this.revocations = new SqlRevocations(db, now);
     this.loginFailures = new SqlLoginFailures(db, now);
     this.audit = new SqlAudit(db);
-    this.catalog = new SqlCatalog(db);
+    this.catalog = new SqlCatalog(db, settle);
   }
 }
