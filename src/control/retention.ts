@@ -176,6 +176,8 @@ export class RetentionService {
       }
       onProgress?.({ repository, repositoriesDone: index + 1, repositories: repositories.length, removed: report.removed.length });
     }
+    // Each removal skipped waiting out the nodes' read caches; one wait covers them all.
+    if (report.removed.length > 0 && !dryRun) await this.metadata.settle();
     report.finishedAt = new Date(this.now());
     this.audit.record(actor, {
       action: 'retention.run',
@@ -198,7 +200,7 @@ export class RetentionService {
   /** Removes a planned manifest; resolves to why it was skipped, or null when it went. */
   private async removeOne(decision: RetentionDecision, guard: Awaited<ReturnType<typeof tagGuardFor>>, context: ReturnType<typeof writeContextOf>): Promise<string | null> {
     try {
-      const removed = await this.metadata.manifests.delete(decision.repository, decision.digest, { ...(guard ? { immutable: (tag: string) => guard.immutable(tag) } : {}), context });
+      const removed = await this.metadata.manifests.delete(decision.repository, decision.digest, { ...(guard ? { immutable: (tag: string) => guard.immutable(tag) } : {}), context, settleLater: true });
       return removed ? null : 'already gone';
     } catch (error) {
       if (error instanceof ImmutableTagError) return `tag ${error.tag} is immutable (rule ${error.rule})`;

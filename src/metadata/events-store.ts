@@ -19,6 +19,11 @@ export interface WriteOptions {
   immutable?(tag: string): string | null;
   /** Who writes; recorded in tag history and in the events of the change. */
   context?: WriteContext;
+  /**
+   * The caller calls `MetadataStore.settle()` itself once a batch of changes is done, instead of
+   * each change waiting out the nodes' read caches on its own (retention deletes many).
+   */
+  settleLater?: boolean;
 }
 
 /** Event types. `webhook.test` is delivered only to the webhook that asked for it. */

@@ -29,6 +29,12 @@ export interface MetadataStore {
   /** The transactional outbox of events and their webhook deliveries (events-store.ts). */
   readonly events: EventQueries;
   readonly webhooks: WebhookQueries;
+  /**
+   * Resolves once no node can answer from a read it cached before the call (scale-out nodes cache
+   * hot lookups briefly; see read-cache.ts). Changes wait for this themselves, unless written
+   * with `settleLater`.
+   */
+  settle(): Promise<void>;
   /** Checks that the database answers (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -2,7 +2,7 @@
 // tags kept with the reason, untagged manifests and the history window, audit entries, errors,
 // and scheduled runs (a fake clock; two schedulers: one run per slot).
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RetentionScheduler } from '../../src/control/retention-scheduler.js';
 import { ADMIN, addProject, addUser, api, apiOk, authorizeRegistryRequests, createAuthApp, sqlite, tokenFor, type Creds } from '../support/auth.js';
 import type { TestApp } from '../support/http-app.js';
@@ -85,7 +85,14 @@ describe('retention policies', () => {
     // The dry run removed nothing.
     expect((await app.get(`/v2/team/app/manifests/${untagged}`, { accept: 'application/vnd.oci.image.manifest.v1+json' })).statusCode).toBe(200);
 
+    // The removals do not each wait out the scale-out nodes' read caches: the run waits once.
+    const settle = vi.spyOn(app.app.metadata, 'settle');
+    const remove = vi.spyOn(app.app.metadata.manifests, 'delete');
     const real = await apiOk(app, 'POST', '/projects/team/retention/run', { as: owner, status: 200 });
+    expect(settle).toHaveBeenCalledTimes(1);
+    expect(remove.mock.calls.map((call) => call[2]?.settleLater)).toEqual([true, true, true]);
+    settle.mockRestore();
+    remove.mockRestore();
     expect(real.dryRun).toBe(false);
     expect(digests(real.removed)).toEqual(expected);
     expect(real.skipped).toEqual([]);

@@ -111,6 +111,7 @@ export class SqlMetadataStore implements MetadataStore {
   readonly quotas: QuotaQueries;
   readonly pulls: PullStatsQueries;
   readonly retention: RetentionQueries;
+  readonly settle: () => Promise<void>;
 
   constructor(
     private readonly db: Db,
@@ -118,6 +119,7 @@ export class SqlMetadataStore implements MetadataStore {
   ) {
     const now = options.now ?? Date.now;
     const caching = readCaching(options);
+    this.settle = caching.settle;
     this.repositories = new SqlRepositories(db);
     this.blobs = new SqlBlobs(db, now, caching);
     this.manifests = new SqlManifests(db, now, caching);
@@ -485,7 +487,7 @@ class SqlManifests implements ManifestQueries {
       await trx.deleteFrom('manifests').where('id', '=', manifestId).execute();
       return true;
     });
-    if (deleted) await this.settle();
+    if (deleted && !options?.settleLater) await this.settle();
     return deleted;
   }
 
