@@ -69,6 +69,21 @@ for ip in "${ips[@]}"; do
 done
 podman ps --filter "pod=${pods[0]}" --filter "pod=${pods[1]}" --format '{{.Names}} {{.Status}}' >&2
 
+# Readiness follows the database: cut the pods' way to PostgreSQL, then restore it. First every
+# worker must have started (/readyz answers as soon as one does).
+for pod in "${pods[@]}"; do
+  for _ in $(seq 60); do podman logs "$pod-stowage" 2>&1 | grep -q '"msg":"stowage listening"' && break; sleep 1; done
+done
+kill "$(<"$WORK/relay-kube-pg.pid")"
+for ip in "${ips[@]}"; do wait_http "http://$ip:5000/readyz" 30 503 || die "/readyz of $ip stayed 200 without PostgreSQL"; done
+for ip in "${ips[@]}"; do wait_http "http://$ip:5000/healthz" 5 || die "/healthz of $ip failed without PostgreSQL (liveness must not)"; done
+relay kube-pg "$KUBE_NET.1" "$PORT_PG"
+for ip in "${ips[@]}"; do wait_http "http://$ip:5000/readyz" 60 || die "$ip did not become ready again"; done
+for pod in "${pods[@]}"; do
+  [ "$(podman inspect "$pod-stowage" --format '{{.RestartCount}}')" = 0 ] || die "$pod's node exited during the outage"
+done
+log "without PostgreSQL /readyz answered 503 and /healthz 200; both pods ready again after, no restart"
+
 make_test_image "$dir/image"
 push_pull "${ips[0]}:5000" "${ips[1]}:5000" verify/kube-a "$dir/image"
 push_pull "${ips[1]}:5000" "${ips[0]}:5000" verify/kube-b "$dir/image"

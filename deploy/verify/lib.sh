@@ -44,3 +44,9 @@ push_pull() {
     || die "the big layer pulled from $pull does not hold the file pushed"
   log "pushed $repo through $push, pulled it through $pull: $got"
 }
+
+# show_logs CONTAINER...: the last lines of each container's output, to explain a failure.
+show_logs() {
+  local c
+  for c in "$@"; do echo "---- $c" >&2; podman logs --tail 20 "$c" >&2 2>&1 || true; done
+}

@@ -23,6 +23,10 @@ checks=("$@"); [ ${#checks[@]} -gt 0 ] || checks=(kube compose)
 cleanup() {
   local rc=$?
   set +e
+  if [ -n "${STOWAGE_VERIFY_HOLD:-}" ]; then  # keep everything running to look around
+    touch "$WORK/hold"; log "holding (exit $rc): rm $WORK/hold to clean up"
+    while [ -e "$WORK/hold" ]; do sleep 2; done
+  fi
   log "cleaning up"
   [ -f "$WORK/kube/cleanup" ] && bash "$WORK/kube/cleanup"
   [ -f "$WORK/compose/cleanup" ] && bash "$WORK/compose/cleanup"

@@ -18,5 +18,6 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   fi
   echo "docker-entrypoint.sh: created database $db owned by $user"
 fi
-[ "$1" = postgres ] && exec runuser -u postgres -- "$@"
+# setpriv execs (runuser would stay the parent and not pass on the stop signal).
+[ "$1" = postgres ] && exec setpriv --reuid=postgres --regid=postgres --init-groups "$@"
 exec "$@"
