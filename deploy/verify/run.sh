@@ -6,8 +6,9 @@
 #   2. runs deploy/compose.yaml with podman-compose (3 nodes, nginx, PostgreSQL; MinIO replaced
 #      by a relay to the host's RGW),
 # pushing and pulling a test image with skopeo through each. Cleans up all it started, also on
-# failure. Needs root, podman, buildah, skopeo, podman-compose, debootstrap, socat-free python3,
-# and /work/shared/services/ceph-rgw.sh (or CEPH_RGW_SH). Not part of the test suite.
+# failure. Needs root, podman, buildah, skopeo, podman-compose, debootstrap, python3, node with
+# the repository's node_modules, and /work/shared/services/ceph-rgw.sh (or CEPH_RGW_SH). Not part
+# of the test suite.
 #   deploy/verify/run.sh [kube|compose]...   (default: both)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +34,9 @@ cleanup() {
   for f in "$WORK"/relay-*.pid; do [ -f "$f" ] && kill "$(<"$f")" 2>/dev/null; done
   [ -f "$WORK/pg/data/postmaster.pid" ] && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
   [ -d "$WORK/rgw" ] && bash "$ceph_rgw" stop "$WORK/rgw" --purge 2>/dev/null
-  podman rmi registry.example.internal/stowage:0.1.0 >/dev/null 2>&1
+  # The image of this tree goes (a later podman-compose up would take it for current); the
+  # stand-ins and buildah's layer cache stay.
+  podman rmi registry.example.internal/stowage:0.1.0 localhost/stowage:latest >/dev/null 2>&1
   rm -rf "$WORK"
   if [ $rc -eq 0 ]; then log "all checks passed"; else log "FAILED (exit $rc)"; fi
 }
@@ -58,7 +61,7 @@ export CONTAINERS_CONF="$WORK/containers.conf"
 
 bash "$here/standins.sh" "${STOWAGE_VERIFY_CACHE:-/var/tmp/stowage-verify-standins}"
 log "building deploy/Dockerfile"
-buildah bud --quiet --layers -f "$repo/deploy/Dockerfile" -t localhost/stowage:latest "$repo" >"$WORK/build.log" 2>&1 \
+buildah bud --quiet -f "$repo/deploy/Dockerfile" -t localhost/stowage:latest "$repo" >"$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log" >&2; die "image build"; }
 
 # Host services on 127.0.0.1: Ceph RGW (S3) and PostgreSQL, with fresh test credentials.

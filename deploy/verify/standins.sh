@@ -28,7 +28,7 @@ fi
 build() {
   if have "$1"; then log "have $1"; return; fi
   log "building $1"
-  buildah bud --quiet --layers -f "$here/standins/$2" -t "$1" "${3:-$here/standins}" >/dev/null
+  buildah bud --quiet -f "$here/standins/$2" -t "$1" "${3:-$here/standins}" >/dev/null
 }
 
 # The official image keeps Node in /usr/local; copy the host's (the nodejs package, Node 20).
