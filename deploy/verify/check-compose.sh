@@ -3,6 +3,7 @@
 # PostgreSQL in a container), with compose.verify.yaml swapping MinIO for a relay to the host's
 # RGW. Pushes and pulls through nginx's published port, then checks that several nodes served.
 set -euo pipefail
+here=${here:?run by run.sh}
 source "$here/lib.sh"
 dir="$WORK/compose" net=stowage_default project=stowage
 mkdir -p "$dir"
@@ -17,7 +18,8 @@ STOWAGE_ADMIN_PASSWORD=$STOWAGE_ADMIN_PASSWORD
 STOWAGE_PORT=127.0.0.1:$PORT_LB
 S3_UPSTREAM=host.containers.internal:$PORT_RGW
 ENV
-compose=(env $(<"$dir/.env") podman-compose -p "$project" -f "$here/../compose.yaml" -f "$here/compose.verify.yaml")
+mapfile -t env_lines <"$dir/.env"
+compose=(env "${env_lines[@]}" podman-compose -p "$project" -f "$here/../compose.yaml" -f "$here/compose.verify.yaml")
 cat >"$dir/cleanup" <<CLEANUP
 ${compose[*]} down -v >"$dir/down.log" 2>&1
 podman network rm -f $net >/dev/null 2>&1
@@ -35,8 +37,18 @@ mapfile -t nodes < <(podman ps --filter "label=com.docker.compose.service=stowag
 log "nodes: ${nodes[*]}"
 [ ${#nodes[@]} -eq 3 ] || die "expected 3 stowage nodes (deploy.replicas), found ${#nodes[@]}"
 
+# Every node healthy by the compose file's own healthchecks (podman runs them on systemd timers,
+# which this machine lacks: run them by hand), PostgreSQL too; then nginx answers.
+for c in "${project}_postgres_1" "${nodes[@]}"; do
+  deadline=$((SECONDS + 180))
+  until podman healthcheck run "$c" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { show_logs "$c"; die "healthcheck of $c"; }
+    sleep 2
+  done
+done
+log "healthchecks of PostgreSQL and the nodes pass"
 lb="127.0.0.1:$PORT_LB"
-wait_http "http://$lb/readyz" 180 || { show_logs "${nodes[@]}" "${project}_lb_1"; die "/readyz through nginx"; }
+wait_http "http://$lb/readyz" 30 || { show_logs "${nodes[@]}" "${project}_lb_1"; die "/readyz through nginx"; }
 log "nginx on $lb: /readyz answers 200"
 
 make_test_image "$dir/image"
@@ -49,13 +61,6 @@ for node in "${nodes[@]}"; do
 done
 [ "$served" -gt 1 ] || die "nginx sent every request to one node"
 log "$served of ${#nodes[@]} nodes served"
-
-# The compose file's healthchecks work in their images (podman runs them on systemd timers,
-# which this machine lacks: run them once by hand).
-for c in "${nodes[@]}" "${project}_postgres_1"; do
-  podman healthcheck run "$c" >/dev/null 2>&1 || die "healthcheck of $c"
-done
-log "healthchecks of the nodes and PostgreSQL pass"
 
 # The nodes believe nginx's X-Forwarded-For: the audit log has the client's address, not nginx's.
 lb_ip=$(podman inspect "${project}_lb_1" --format "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}")
@@ -80,7 +85,7 @@ log "restarted ${nodes[1]}: $old_ip -> $(node_ip "${nodes[1]}")"
 wait_http "http://$lb/readyz" 60 || die "/readyz after a node restart"
 sleep 12   # nginx's resolver cache (valid=10s)
 before=$(podman logs "${nodes[1]}" 2>&1 | grep -c '"path":"/v2/' || true)
-for i in $(seq 1 9); do
+for _ in $(seq 1 9); do
   code=$(curl -s -o /dev/null -m 10 -w '%{http_code}' "http://$lb/v2/") || true
   [ "$code" = 401 ] || die "GET /v2/ through nginx after a node restart: ${code:-no answer}"
 done

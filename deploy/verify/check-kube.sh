@@ -3,6 +3,7 @@
 # PostgreSQL and RGW of the host. Only the ConfigMap and the Secret are edited (as a user does);
 # the Deployment runs as written, with its image name tagged locally.
 set -euo pipefail
+here=${here:?run by run.sh}
 source "$here/lib.sh"
 k8s="$here/../kubernetes" dir="$WORK/kube" net=stowage-verify-kube
 mkdir -p "$dir"

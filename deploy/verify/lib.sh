@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by run.sh and the checks (sourced). Everything started is recorded for cleanup.
 log() { echo "verify: $*" >&2; }
 die() { echo "verify: FAILED: $*" >&2; exit 1; }

@@ -65,10 +65,10 @@ buildah bud --quiet -f "$repo/deploy/Dockerfile" -t localhost/stowage:latest "$r
   || { tail -30 "$WORK/build.log" >&2; die "image build"; }
 
 # Host services on 127.0.0.1: Ceph RGW (S3) and PostgreSQL, with fresh test credentials.
-export STOWAGE_ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
-export POSTGRES_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
-export S3_ACCESS_KEY=VERIFY$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
-export S3_SECRET_KEY=$(head -c 24 /dev/urandom | base64 | tr '+/' 'xy')
+secret() { head -c "$1" /dev/urandom | base64 | tr '+/' 'xy'; }
+STOWAGE_ADMIN_PASSWORD=$(secret 18) POSTGRES_PASSWORD=$(secret 18) S3_SECRET_KEY=$(secret 24)
+S3_ACCESS_KEY=VERIFY$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
+export STOWAGE_ADMIN_PASSWORD POSTGRES_PASSWORD S3_ACCESS_KEY S3_SECRET_KEY
 log "starting Ceph RGW on 127.0.0.1:$PORT_RGW"
 mkdir -p "$WORK/rgw"
 CEPH_RGW_ACCESS_KEY=$S3_ACCESS_KEY CEPH_RGW_SECRET_KEY=$S3_SECRET_KEY CEPH_MEMSTORE_MB=2048 \

@@ -93,6 +93,7 @@ describe('compose file', () => {
     const lb = compose.services.lb;
     expect(lb.command.join(' ')).toContain('/etc/nginx/conf.d/resolver.conf');
     expect(lb.volumes).toContain('./nginx.conf:/etc/nginx/conf.d/default.conf:ro');
+    expect(lb.depends_on).toEqual({ stowage: { condition: 'service_healthy' } });
     // Docker's and podman's networks are private ranges (172.16/12, 192.168/16, 10.89/16).
     expect(compose.services.stowage.environment.STOWAGE_TRUSTED_PROXIES).toBe('uniquelocal');
   });
