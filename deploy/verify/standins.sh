@@ -11,6 +11,9 @@ work=${1:?usage: standins.sh WORK}
 mkdir -p "$work"
 log() { echo "standins: $*" >&2; }
 have() { [ "${STOWAGE_VERIFY_REBUILD:-0}" != 1 ] && podman image exists "$1"; }
+# Images a rebuild replaces, removed at the end (newest first: the old base goes last).
+replaced=()
+note_old() { local id; id=$(podman image inspect --format '{{.Id}}' "$1" 2>/dev/null) && replaced=("$id" "${replaced[@]}") || true; }
 
 base=localhost/stowage-verify/debian:bookworm
 if ! have "$base"; then
@@ -20,6 +23,7 @@ if ! have "$base"; then
   debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
+  note_old "$base"
   tar -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' - "$base" >/dev/null
   rm -rf "$rootfs"
 fi
@@ -28,6 +32,7 @@ fi
 build() {
   if have "$1"; then log "have $1"; return; fi
   log "building $1"
+  note_old "$1"
   buildah bud --quiet -f "$here/standins/$2" -t "$1" "${3:-$here/standins}" >/dev/null
 }
 
@@ -46,3 +51,4 @@ rm -rf "$node_ctx"
 build docker.io/library/nginx:1.27 nginx.Containerfile
 build docker.io/library/postgres:15 postgres.Containerfile
 build localhost/stowage-verify/s3-relay:latest s3-relay.Containerfile
+for id in "${replaced[@]}"; do podman rmi "$id" >/dev/null 2>&1 || true; done
