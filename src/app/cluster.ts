@@ -27,6 +27,7 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
   cluster.setupPrimary({ execArgv: workerExecArgv() });
   let stopping = false;
   let listening = 0;
+  const startFailures: number[] = [];
   // The first worker prepares the metadata database (migrations, stale leases) before it
   // listens, and only then do the others start: the primary itself never opens the database,
   // so it stays a small process (its memory counts in the benchmark's peak).
@@ -39,6 +40,7 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
     });
     worker.on('listening', (address) => {
       served = true;
+      startFailures[index] = 0;
       listening++;
       if (listening === config.workers) {
         logger.info({ address: `${address.address ?? '0.0.0.0'}:${address.port}`, workers: config.workers, dataDir: config.dataDir }, 'stowage listening');
@@ -46,15 +48,16 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
     });
     worker.on('exit', (code, signal) => {
       if (stopping) return;
-      if (!served) {
-        // A worker that cannot start (port taken, bad data directory) will not start next time.
+      const next = afterWorkerExit(served, served ? listening - 1 : listening, startFailures[index] ?? 0);
+      if (next.action === 'stop') {
         logger.fatal({ worker: index, code, signal }, 'worker failed to start; stopping');
         stop('SIGTERM', 1);
         return;
       }
-      logger.error({ worker: index, code, signal }, 'worker died; starting a new one');
-      listening--;
-      setTimeout(() => fork(index), 500).unref();
+      if (served) listening--;
+      else startFailures[index] = (startFailures[index] ?? 0) + 1;
+      logger.error({ worker: index, code, signal, retryInMs: next.delayMs }, served ? 'worker died; starting a new one' : 'worker failed to start; starting it again');
+      setTimeout(() => fork(index), next.delayMs).unref();
     });
   };
   fork(0, true);
@@ -79,6 +82,20 @@ export async function runPrimary(config: ResolvedConfig, logger: Logger): Promis
   process.on('SIGHUP', () => {
     for (const worker of Object.values(cluster.workers ?? {})) if (worker && !worker.isDead()) worker.process.kill('SIGHUP');
   });
+}
+
+/**
+ * What the primary does when a worker exits: `served` whether it had listened, `listening` how
+ * many others serve, `startFailures` how often this one failed to start in a row. A worker that
+ * never started while no other serves hits what holds for all (port taken, bad data directory,
+ * no database): stop, and leave restarting the node to its supervisor. If others serve, its
+ * failure was a passing one (the database went away while it started): start it again, backing
+ * off, rather than stop the workers that serve. One that served and died is replaced.
+ */
+export function afterWorkerExit(served: boolean, listening: number, startFailures: number): { action: 'stop' } | { action: 'restart'; delayMs: number } {
+  if (served) return { action: 'restart', delayMs: 500 };
+  if (listening === 0) return { action: 'stop' };
+  return { action: 'restart', delayMs: Math.min(30_000, 1_000 * 2 ** (startFailures + 1)) };
 }
 
 /**
