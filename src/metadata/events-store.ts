@@ -21,7 +21,8 @@ export interface WriteOptions {
   context?: WriteContext;
   /**
    * The caller calls `MetadataStore.settle()` itself once a batch of changes is done, instead of
-   * each change waiting out the nodes' read caches on its own (retention deletes many).
+   * each change waiting out the nodes' read caches on its own (retention deletes many). Only
+   * `manifests.delete` takes it.
    */
   settleLater?: boolean;
 }

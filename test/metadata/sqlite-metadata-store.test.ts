@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { MetadataSchemaTooNewError } from '../../src/metadata/sql/migrations.js';
 import { openSqliteMetadataStore } from '../../src/metadata/sql/sqlite.js';
 import { metadataStoreSuite } from '../shared/metadata-store-suite.js';
+import { testManifest } from '../support/manifests.js';
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'stowage-sqlite-'));
@@ -29,18 +30,7 @@ describe('SQLite metadata store file', () => {
     const file = join(dir, 'nested', 'metadata.db');
     try {
       const blob = { digest: `sha256:${'a'.repeat(64)}`, size: 42 };
-      const content = Buffer.from('{"schemaVersion":2}');
-      const manifest = {
-        digest: `sha256:${'b'.repeat(64)}`,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        size: content.length,
-        content,
-        artifactType: null,
-        subject: null,
-        annotations: null,
-        blobs: [blob.digest],
-        children: [],
-      };
+      const manifest = testManifest('reopened', [blob.digest]);
       const first = await openSqliteMetadataStore(file);
       await first.blobs.link('lib/app', blob);
       await first.manifests.put('lib/app', manifest, 'latest');
@@ -48,7 +38,7 @@ describe('SQLite metadata store file', () => {
 
       const second = await openSqliteMetadataStore(file);
       expect(await second.blobs.getInRepository('lib/app', blob.digest)).toEqual(blob);
-      expect((await second.manifests.getByTag('lib/app', 'latest'))?.content.equals(content)).toBe(true);
+      expect((await second.manifests.getByTag('lib/app', 'latest'))?.content.equals(manifest.content)).toBe(true);
       expect(await second.tags.history('lib/app', 'latest')).toHaveLength(1);
       await second.close();
 

@@ -41,7 +41,7 @@ export class SqlGc implements GcQueries {
     private readonly db: Db,
     private readonly now: Clock,
     /** Waits out the hot lookups' caches after a change (see readCaching). */
-    private readonly settle: () => Promise<void> = async () => undefined,
+    private readonly settle: () => Promise<void>,
   ) {
     this.gdb = db as unknown as GcDb;
   }

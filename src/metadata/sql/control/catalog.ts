@@ -12,7 +12,7 @@ export class SqlCatalog implements CatalogQueries {
   constructor(
     private readonly db: Db,
     /** Waits out the hot lookups' caches after a deletion (see readCaching). */
-    private readonly settle: () => Promise<void> = async () => undefined,
+    private readonly settle: () => Promise<void>,
   ) {}
 
   async names(filter: { query?: string; projects?: string[] }, after: string | undefined, limit: number): Promise<string[]> {

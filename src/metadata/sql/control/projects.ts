@@ -21,7 +21,7 @@ export class SqlProjects implements ProjectQueries {
     private readonly db: Db,
     private readonly now: Clock,
     /** Waits out the hot lookups' caches after a deletion (see readCaching). */
-    private readonly settle: () => Promise<void> = async () => undefined,
+    private readonly settle: () => Promise<void>,
   ) {}
 
   async create(project: NewProject, ownerId?: string, events: NewEvent[] = []): Promise<ProjectRecord | null> {

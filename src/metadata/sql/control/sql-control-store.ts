@@ -23,7 +23,7 @@ export class SqlControlStore implements ControlStore {
   readonly catalog;
 
   /** `settle` waits out the hot lookups' caches after a deletion (see readCaching). */
-  constructor(db: Db, now: Clock, settle: () => Promise<void> = async () => undefined) {
+  constructor(db: Db, now: Clock, settle: () => Promise<void>) {
     this.users = new SqlUsers(db, now);
     this.projects = new SqlProjects(db, now, settle);
     this.members = new SqlMembers(db, now);
