@@ -21,6 +21,16 @@ const rounds = Number(process.argv[3] ?? 3);
 const services: RunningService<unknown>[] = [];
 let node: ReturnType<typeof spawn> | undefined;
 const file = join(tmpdir(), `stowage-get-${process.pid}.bin`);
+const extraProcesses: ReturnType<typeof spawn>[] = [];
+const BARE_PROXY = `
+const http = require('node:http');
+http.createServer((req, res) => {
+  http.get(process.env.TARGET, (up) => {
+    res.writeHead(up.statusCode, { 'content-length': up.headers['content-length'] });
+    up.pipe(res);
+  });
+}).listen(0, '127.0.0.1', function () { console.log(this.address().port); });
+`;
 
 try {
   const [pg, s3] = await Promise.all([startPostgres(), startCephRgw()]);
@@ -72,18 +82,24 @@ try {
   const direct = (await store.redirectUrl(digest))!;
   store.client.destroy();
 
+  // The floor of any Node proxy on this machine: a bare http server piping the same pre-signed GET.
+  const bareProxy = spawn(process.execPath, ['-e', BARE_PROXY], { env: { ...process.env, TARGET: direct }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const barePort = await new Promise<number>((ok) => bareProxy.stdout!.once('data', (d: Buffer) => ok(Number(d.toString().trim()))));
+  extraProcesses.push(bareProxy);
+
   const speed = (target: string) => Number(execFileSync('curl', ['-sf', '-o', '/dev/null', '-w', '%{speed_download}', target]).toString()) / MiB;
   // CPU seconds the node spent (user + system, from /proc): what a GET costs it, whatever the load.
   const cpu = () => {
     const fields = readFileSync(`/proc/${node!.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return (Number(fields[11]) + Number(fields[12])) / 100;
   };
-  const results: Record<string, number[]> = { 'through the node': [], 'direct from RGW': [] };
+  const results: Record<string, number[]> = { 'through the node': [], 'bare Node proxy': [], 'direct from RGW': [] };
   const cpuPerGiB: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const before = cpu();
     results['through the node']!.push(speed(`${url}/v2/bench/get/blobs/${digest}`));
     cpuPerGiB.push(((cpu() - before) * 1024) / sizeMiB);
+    results['bare Node proxy']!.push(speed(`http://127.0.0.1:${barePort}/`));
     results['direct from RGW']!.push(speed(direct));
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -93,6 +109,7 @@ try {
   console.log(`  ratio node/direct  ${(median(results['through the node']!) / median(results['direct from RGW']!)).toFixed(2)}`);
 } finally {
   node?.kill('SIGTERM');
+  for (const child of extraProcesses) child.kill('SIGTERM');
   rmSync(file, { force: true });
   await Promise.allSettled(services.map((s) => s.stop()));
 }

@@ -93,9 +93,8 @@ type Db = Kysely<Database>;
  * Concurrency: every transaction that checks facts of a repository before changing them starts
  * by writing the repository row (`ensureRepository` / `lockRepository`). In PostgreSQL that row
  * lock serialises writers of one repository, so a check (blob linked, child present, tag's
- * previous digest) cannot be invalidated before commit; in SQLite it takes the write lock at the
- * start of the transaction, so a second process waits (busy_timeout) instead of failing on a
- * read-to-write lock upgrade.
+ * previous digest) cannot be invalidated before commit. SQLite transactions begin IMMEDIATE,
+ * holding the database's one write lock throughout (sqlite-lock-wait.ts).
  */
 export class SqlMetadataStore implements MetadataStore {
   readonly repositories: RepositoryQueries;

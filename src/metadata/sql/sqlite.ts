@@ -1,9 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { Kysely, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import { migrateMetadataToLatest } from './migrations.js';
 import type { Database } from './schema.js';
+import { LockWaitingSqliteDialect, WRITE_LOCK_WAIT_MS } from './sqlite-lock-wait.js';
 import { SqlMetadataStore, type SqlMetadataStoreOptions } from './sql-metadata-store.js';
 
 /** Prepared statements kept per connection (the store issues a few dozen distinct ones). */
@@ -32,7 +33,7 @@ export async function openSqliteMetadataStore(
     // would fsync the WAL on every commit).
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma(`busy_timeout = ${WRITE_LOCK_WAIT_MS}`);
     // Reads go through a shared memory map of the file instead of each process's private page
     // cache: the kernel keeps one copy for every worker, and a read is a memory access, not a
     // pread. The private cache then only holds pages being written, so 1 MiB is plenty (the
@@ -41,7 +42,7 @@ export async function openSqliteMetadataStore(
     sqlite.pragma('cache_size = -1024');
 
     const connection = withStatementCache(sqlite, STATEMENT_CACHE_SIZE);
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: connection }) });
+    db = new Kysely<Database>({ dialect: new LockWaitingSqliteDialect({ database: connection }, sqlite) });
     await migrateMetadataToLatest(db, 'sqlite');
     // data_version moves when another connection (another worker, a CLI) commits; our own
     // writes are counted by the connection. Both only grow, so their sum changes with either.
