@@ -1,6 +1,6 @@
-// End-to-end: the real clients from Debian (skopeo, podman, buildah, containerd's ctr) against one
-// Stowage server with token authentication on: the containers clients log in (podman, skopeo and
-// buildah login), ctr passes --user. One shared body per operation, run with every client; plain
+// End-to-end: the real clients from Debian (skopeo, podman, buildah, containerd's ctr, and the
+// Docker engine of docker.io) against one Stowage server with token authentication on: the
+// containers clients and docker log in, ctr passes --user. One shared body per operation, run with every client; plain
 // HTTP checks of what the registry then holds (with Basic credentials, which this server also
 // takes on /v2/). Then each kind of credential: user, robot account, personal access token,
 // anonymous. See ../shared/CLIENTS.md for the client facts behind the invocations.
@@ -14,8 +14,10 @@ import {
   run,
   sha256File,
   startContainerd,
+  startDocker,
   type ClientEnv,
   type RunningContainerd,
+  type RunningDocker,
 } from '../support/clients.js';
 import {
   BIG_FILE_SIZE,
@@ -45,7 +47,9 @@ interface Pulled {
   diffIds?: string[];
 }
 interface ClientDriver {
-  name: 'skopeo' | 'podman' | 'buildah' | 'ctr';
+  name: 'skopeo' | 'podman' | 'buildah' | 'ctr' | 'docker';
+  /** The manifest formats it can push (all by default). */
+  formats?: Format[];
   /** The client pushes the fixture's bytes unchanged: the digest must equal the fixture's. */
   exact: boolean;
   /** The pushed layers carry the fixture's files unchanged (same diff IDs). */
@@ -62,6 +66,9 @@ let checks: http.Registry;
 let env: ClientEnv;
 let fx: Fixtures;
 let containerd: RunningContainerd;
+/** Two Docker engines: one pushes, the other pulls (so a pull downloads every layer). */
+let dockerPush: RunningDocker;
+let dockerPull: RunningDocker;
 
 const runId = randomBytes(3).toString('hex');
 const ADMIN = { username: 'admin', password: `admin-${randomBytes(8).toString('hex')}` };
@@ -269,7 +276,46 @@ const ctr: ClientDriver = {
   },
 };
 
-const clients: ClientDriver[] = [skopeo, podman, buildah, ctr];
+// docker: load the fixture into the engine (as a docker-archive that skopeo writes), tag it and
+// push it. Docker pushes Docker v2 schema 2 manifests only, and recompresses the layers.
+const dockerLoad = once(async (kind: Kind): Promise<string> => {
+  const tar = tmpPath(`docker-${kind}.tar`);
+  const local = `stowage.test/fixture-${kind}:latest`;
+  // skopeo reads only OCI manifests from an OCI layout; docker-archive is Docker's format anyway.
+  await env.skopeo(['copy', '--quiet', fixture(kind, 'oci').ref, `docker-archive:${tar}:${local}`]);
+  await dockerPush.docker(['load', '--quiet', '--input', tar]);
+  rmSync(tar, { force: true });
+  return local;
+});
+
+async function dockerPullImage(from: Target): Promise<Pulled> {
+  const image = ref(from);
+  await dockerPull.docker(['pull', '--quiet', image]);
+  const [info] = JSON.parse((await dockerPull.docker(['image', 'inspect', image])).stdout) as { RepoDigests: string[]; RootFS: { Layers: string[] } }[];
+  await dockerPull.docker(['rmi', image]);
+  const digest = info?.RepoDigests.find((d) => d.startsWith(`${registry.host}/${from.name}@`))?.split('@')[1];
+  if (!info || !digest) throw new Error(`docker image inspect ${image} names no digest from the registry: ${JSON.stringify(info?.RepoDigests)}`);
+  return { digest, diffIds: info.RootFS.Layers };
+}
+
+const docker: ClientDriver = {
+  name: 'docker',
+  formats: ['docker'],
+  exact: false,
+  sameContent: true,
+  async push(kind, _format, to) {
+    const local = await dockerLoad(kind);
+    await dockerPush.docker(['tag', local, ref(to)]);
+    const { stdout } = await dockerPush.docker(['push', ref(to)]);
+    await dockerPush.docker(['rmi', ref(to)]);
+    const digest = /digest: (sha256:[0-9a-f]{64})/.exec(stdout)?.[1];
+    if (!digest) throw new Error(`docker push printed no digest:\n${stdout}`);
+    return digest;
+  },
+  pull: dockerPullImage,
+};
+
+const clients: ClientDriver[] = [skopeo, podman, buildah, ctr, docker];
 const cases: { kind: Kind; format: Format }[] = [
   { kind: 'single', format: 'oci' },
   { kind: 'single', format: 'docker' },
@@ -351,7 +397,7 @@ async function pushAndPull(client: ClientDriver, kind: Kind, format: Format): Pr
 // ---------------------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  await ensureTools('skopeo', 'podman', 'buildah', 'ctr', 'containerd', 'umoci', 'unshare');
+  await ensureTools('skopeo', 'podman', 'buildah', 'ctr', 'containerd', 'umoci', 'unshare', 'dockerd', 'docker');
   registry = await startStowage({ env: { ...(await e2eBackendEnv('e2e-clients')), STOWAGE_AUTH: 'token', STOWAGE_ADMIN_PASSWORD: ADMIN.password, STOWAGE_AUTH_BASIC: 'true' } });
   checks = { url: registry.url, authorization: basicAuth(ADMIN) };
   await manage('POST', '/users', { name: USER.username, password: USER.password });
@@ -364,11 +410,20 @@ beforeAll(async () => {
     expect(stdout, `${client} login`).toMatch(/Login Succeeded/);
   }
   mkdirSync(join(env.dir, 'tmp'), { recursive: true });
-  [fx, containerd] = await Promise.all([buildFixtures(env), startContainerd(env, join(env.dir, 'ctd'))]);
+  [fx, containerd, dockerPush, dockerPull] = await Promise.all([
+    buildFixtures(env),
+    startContainerd(env, join(env.dir, 'ctd')),
+    startDocker(env, join(env.dir, 'dk1')),
+    startDocker(env, join(env.dir, 'dk2')),
+  ]);
+  for (const engine of [dockerPush, dockerPull]) {
+    const { stdout } = await engine.docker(['login', '--username', USER.username, '--password-stdin', registry.host], { input: `${USER.password}\n` });
+    expect(stdout, 'docker login').toMatch(/Login Succeeded/);
+  }
 });
 
 afterAll(async () => {
-  await containerd?.stop();
+  await Promise.all([containerd?.stop(), dockerPush?.stop(), dockerPull?.stop()]);
   await registry?.stop();
   await env?.cleanup();
   if (registry?.dataDir && existsSync(registry.dataDir)) rmSync(registry.dataDir, { recursive: true, force: true });
@@ -380,7 +435,7 @@ afterAll(async () => {
 
 for (const client of clients) {
   describe(client.name, () => {
-    for (const { kind, format } of cases) {
+    for (const { kind, format } of cases.filter((c) => client.formats?.includes(c.format) ?? true)) {
       it(`pushes and pulls back the ${kind}-layer image (${format} format)`, async () => {
         await pushAndPull(client, kind, format);
       });
@@ -522,6 +577,33 @@ describe('ctr', () => {
       const head = await http.headManifest(checks, dest.name, child.digest);
       expect({ platform: child.platform, status: head.status, digest: head.digest }).toEqual({ platform: child.platform, status: 200, digest: child.digest });
     }
+  });
+});
+
+describe('docker', () => {
+  it('pulls an OCI image pushed by skopeo, with the same digest and layers', async () => {
+    const target = { name: repo('docker-oci'), tag: 'v1' };
+    await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', fx.multi.ref, `docker://${ref(target)}`]);
+    const pulled = await dockerPullImage(target);
+    expect(pulled).toEqual({ digest: fx.multi.digest, diffIds: fx.multi.diffIds });
+  });
+
+  it('login refuses a wrong password and accepts the right one', async () => {
+    const config = tmpPath('docker-config');
+    const login = (password: string) =>
+      dockerPull.docker(['--config', config, 'login', '--username', USER.username, '--password-stdin', registry.host], { input: `${password}\n` });
+    await expect(login('wrong-password')).rejects.toThrow(/unauthorized|incorrect username or password|401/i);
+    expect((await login(USER.password)).stdout).toMatch(/Login Succeeded/);
+    // Docker keeps the refresh token of the OAuth2 password grant, not the password.
+    const saved = (JSON.parse(readFileSync(join(config, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string; identitytoken?: string }> }).auths[registry.host];
+    expect(Buffer.from(saved!.auth, 'base64').toString()).toBe(`${USER.username}:`);
+    expect(saved!.identitytoken).toMatch(/\S{20,}/);
+    expect(JSON.stringify(saved)).not.toContain(USER.password);
+    // ...and that token is what the next pull authenticates with.
+    const target = { name: repo('docker-login'), tag: 'v1' };
+    await env.skopeo(['copy', '--quiet', '--dest-tls-verify=false', fx.single.ref, `docker://${ref(target)}`]);
+    await dockerPull.docker(['--config', config, 'pull', '--quiet', ref(target)]);
+    await dockerPull.docker(['rmi', ref(target)]);
   });
 });
 

@@ -264,6 +264,10 @@ export function controlStoreSuite(name: string, create: () => Promise<ControlSto
       const all = await audit.query({}, { offset: 0, limit: 3 });
       expect(all.total).toBe(454);
       expect(all.items.map((e) => e.detail?.n)).toEqual([459, 458, 457]);
+      // The 450 went in as multi-row chunks of different sizes: every row once, values in place.
+      const robot = await audit.query({ actor: 'robot$x' }, { offset: 0, limit: 450 });
+      expect(robot.items.map((e) => e.detail?.n)).toEqual(Array.from({ length: 450 }, (_, i) => 459 - i));
+      expect(robot.items.every((e) => e.target === `other/app:v${e.detail?.n}` && e.at.getTime() === at(e.detail!.n as number).getTime())).toBe(true);
       expect((await audit.query({ actor: 'bob' }, page)).items.map((e) => e.action)).toEqual(['login', 'manifest.pull']);
       expect((await audit.query({ project: 'team' }, page)).items.map((e) => e.actor)).toEqual(['bob', 'alice']);
       expect((await audit.query({ action: 'login', result: 'failure' }, page)).items).toMatchObject([{ actor: 'bob', target: 'bob', address: '127.0.0.1' }]);

@@ -176,6 +176,8 @@ export const TOOLS = {
   ctr: 'containerd',
   containerd: 'containerd',
   umoci: 'umoci',
+  dockerd: 'docker.io',
+  docker: 'docker.io',
   'docker-registry': 'docker-registry',
   unshare: 'util-linux',
 } as const satisfies Record<string, string>;
@@ -468,43 +470,102 @@ export async function startContainerd(clientEnv: Pick<ClientEnv, 'env'>, dir: st
       env: { ...clientEnv.env, CONTAINERD_SNAPSHOTTER: 'native', ...o.env },
     });
 
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-      throw new Error(`containerd exited before it was ready:\n${tail(Buffer.concat(log).toString('utf8'))}`);
-    }
-    try {
-      await ctrRun(['version'], { timeoutMs: 5_000 });
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`containerd did not become ready within 30 s: ${(err as Error).message}\n${tail(Buffer.concat(log).toString('utf8'))}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  const pid = child.pid;
+  await waitUntilReady('containerd', child, log, 30_000, () => ctrRun(['version'], { timeoutMs: 5_000 }));
+  const pid = child.pid!; // set: waitUntilReady checked that the daemon started
   return {
     address,
     namespace,
     pid,
     ctr: ctrRun,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      process.kill(pid, 'SIGTERM');
-      const timer = setTimeout(() => {
-        if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
-      }, 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopDaemon(child, exited, 10_000),
+  };
+}
+
+export interface RunningDocker {
+  /** Runs `docker --host SOCK ARGS…` with a private DOCKER_CONFIG (its logins). */
+  docker(args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** SIGTERM (SIGKILL after 20 s) and waits for the exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A private Docker engine (Debian's docker.io) for the tests: its own socket, data, exec root and
+ * empty daemon configuration under `dir`; vfs storage, and no bridge or iptables rules, because the
+ * tests only move images (no containers run). Loopback registries are insecure (plain HTTP) by
+ * Docker's default, which is what the tests use.
+ */
+export async function startDocker(clientEnv: Pick<ClientEnv, 'env'>, dir: string): Promise<RunningDocker> {
+  const dockerd = await ensureTool('dockerd', TOOLS.dockerd);
+  const docker = await ensureTool('docker', TOOLS.docker);
+  mkdirSync(dir, { recursive: true });
+  const host = `unix://${join(dir, 'd.sock')}`;
+  const configFile = join(dir, 'daemon.json');
+  writeFileSync(configFile, '{}\n');
+  const log: Buffer[] = [];
+  const child = spawn(
+    dockerd,
+    [
+      '--host', host,
+      '--config-file', configFile,
+      '--data-root', join(dir, 'root'),
+      '--exec-root', join(dir, 'exec'),
+      '--pidfile', join(dir, 'd.pid'),
+      '--storage-driver', 'vfs',
+      '--bridge', 'none',
+      '--iptables=false',
+      '--ip6tables=false',
+      '--log-level', 'warn',
+    ],
+    { env: clientEnv.env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout?.on('data', (d: Buffer) => log.push(d));
+  child.stderr?.on('data', (d: Buffer) => log.push(d));
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  child.once('error', () => undefined);
+  const dockerRun = (args: readonly string[], o: RunOptions = {}): Promise<RunResult> =>
+    run(docker, ['--host', host, ...args], { ...o, env: { ...clientEnv.env, DOCKER_CONFIG: join(dir, 'config'), ...o.env } });
+
+  await waitUntilReady('dockerd (package docker.io)', child, log, 60_000, () => dockerRun(['version'], { timeoutMs: 5_000 }));
+  return {
+    docker: dockerRun,
+    stop: () => stopDaemon(child, exited, 20_000),
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------------------------
+
+/** Probes a daemon the tests started until it answers; fails with its log if it exits or times out. */
+async function waitUntilReady(name: string, child: ChildProcess, log: Buffer[], timeoutMs: number, probe: () => Promise<unknown>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
+      throw new Error(`${name} exited before it was ready:\n${tail(Buffer.concat(log).toString('utf8'))}`);
+    }
+    try {
+      await probe();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`${name} did not become ready within ${timeoutMs / 1000} s: ${(err as Error).message}\n${tail(Buffer.concat(log).toString('utf8'))}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/** SIGTERM to a daemon the tests started, SIGKILL if it is still running after `graceMs`. */
+async function stopDaemon(child: ChildProcess, exited: Promise<void>, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
 
 /** sha256:<hex> of a file, streamed. */
 export function sha256File(path: string): Promise<string> {

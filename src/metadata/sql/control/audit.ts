@@ -1,34 +1,27 @@
 import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged } from '../../control-store.js';
+import { bulkInsert } from '../precompiled.js';
+import type { Database } from '../schema.js';
 import { date, id, type Db } from './common.js';
 
-/** Rows per multi-row INSERT: far below SQLite's and PostgreSQL's parameter limits. */
-const CHUNK = 200;
+const insertAuditRows = bulkInsert<Database>('audit_log', ['at', 'actor', 'actor_kind', 'address', 'action', 'project', 'target', 'result', 'detail']);
 
 export class SqlAudit implements AuditQueries {
   constructor(private readonly db: Db) {}
 
   async append(entries: AuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    await this.db.transaction().execute(async (trx) => {
-      for (let i = 0; i < entries.length; i += CHUNK) {
-        await trx
-          .insertInto('audit_log')
-          .values(
-            entries.slice(i, i + CHUNK).map((e) => ({
-              at: e.at.getTime(),
-              actor: e.actor,
-              actor_kind: e.actorKind,
-              address: e.address,
-              action: e.action,
-              project: e.project,
-              target: e.target,
-              result: e.result,
-              detail: e.detail === null ? null : JSON.stringify(e.detail),
-            })),
-          )
-          .execute();
-      }
-    });
+    const rows = entries.map((e) => [
+      e.at.getTime(),
+      e.actor,
+      e.actorKind,
+      e.address,
+      e.action,
+      e.project,
+      e.target,
+      e.result,
+      e.detail === null ? null : JSON.stringify(e.detail),
+    ]);
+    await this.db.transaction().execute((trx) => insertAuditRows(trx, rows));
   }
 
   async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>> {
