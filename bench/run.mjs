@@ -9,7 +9,8 @@
 // Distribution vs Distribution), BENCH_SKIP_BUILD=1, BENCH_KEEP=1 (keep bench/.work data),
 // BENCH_PROFILE=1 (node --cpu-prof for Stowage), BENCH_AUTH=token (Docker token auth on both),
 // BENCH_MODE / BENCH_STOWAGE_ARGS / BENCH_STOWAGE_ENV / BENCH_DISTRIBUTION_ENV (variants, see
-// lib/registries.mjs).
+// lib/registries.mjs), BENCH_BIG_BLOB_MIB / BENCH_PUSH_MIB / BENCH_CHUNKED_PUSH_MIB (full-run blob
+// sizes: 1024 / 1024 / 256).
 import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { cpus, totalmem, loadavg } from 'node:os';

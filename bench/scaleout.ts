@@ -8,7 +8,10 @@
 // root), runs `node bench/run.mjs` with BENCH_MODE=scaleout, BENCH_STOWAGE_ENV and
 // BENCH_DISTRIBUTION_ENV set, and stops both services at the end (also on Ctrl-C). Results:
 // bench/results/latest-scaleout.md (or latest-quick-scaleout.md). The RGW keeps objects in RAM:
-// CEPH_MEMSTORE_MB (default here 8192) bounds it.
+// CEPH_MEMSTORE_MB (default here 8192) bounds it. Deleting a blob through either registry leaves
+// its bytes in the bucket (until a garbage collection), so the full run's default sizes (about
+// 10 GiB stored in all) would fill it; the full run uses 256 MiB blobs and pushes and 128 MiB
+// chunked pushes instead (BENCH_BIG_BLOB_MIB, BENCH_PUSH_MIB, BENCH_CHUNKED_PUSH_MIB override).
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
@@ -16,6 +19,11 @@ import { adminQuery, databaseUrl, startCephRgw, startPostgres, type RunningServi
 
 const root = resolve(import.meta.dirname, '..');
 process.env.CEPH_MEMSTORE_MB ??= '8192';
+if (process.env.QUICK !== '1') {
+  process.env.BENCH_BIG_BLOB_MIB ??= '256';
+  process.env.BENCH_PUSH_MIB ??= '256';
+  process.env.BENCH_CHUNKED_PUSH_MIB ??= '128';
+}
 
 const services: RunningService<unknown>[] = [];
 const stopAll = async () => {

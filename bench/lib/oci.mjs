@@ -44,7 +44,21 @@ export function createClient(base, { maxSockets = 64, credentials = null } = {})
     return token ? send(method, u, opts, token) : r;
   }
 
-  function send(method, u, { headers = {}, body, source, range, discard = false, timeoutMs = 600_000 } = {}, token) {
+  /**
+   * A kept-alive connection that the server closes (its idle timeout) just as a request goes out
+   * on it fails with ECONNRESET before any answer. Like Go's HTTP client and as Node's docs advise
+   * (`request.reusedSocket`), such a request is sent once more, on a new connection.
+   */
+  async function send(method, u, opts, token) {
+    try {
+      return await sendOnce(method, u, opts, token);
+    } catch (error) {
+      if (!error.staleConnection) throw error;
+      return sendOnce(method, u, opts, token);
+    }
+  }
+
+  function sendOnce(method, u, { headers = {}, body, source, range, discard = false, timeoutMs = 600_000 } = {}, token) {
     return new Promise((ok, fail) => {
       const h = { ...headers };
       if (token) h.authorization = `Bearer ${token}`;
@@ -62,7 +76,10 @@ export function createClient(base, { maxSockets = 64, credentials = null } = {})
         res.on('error', fail);
       });
       req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${u.pathname}: timeout`)));
-      req.on('error', fail);
+      req.on('error', (error) => {
+        if (req.reusedSocket && !answered && error.code === 'ECONNRESET') error.staleConnection = true;
+        fail(error);
+      });
       if (body != null) req.end(body);
       else if (source) {
         (async () => {

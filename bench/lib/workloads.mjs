@@ -11,6 +11,13 @@ import { download, parallelDownloads } from './transfer.mjs';
 
 export function sizes(quick) {
   const env = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
+  // Blob sizes in MiB, for a store that cannot hold the defaults (bench/scaleout.ts).
+  const mib = (k, d) => {
+    if (!process.env[k]) return d;
+    const n = Number(process.env[k]);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${k} must be a whole number of MiB (got "${process.env[k]}")`);
+    return n * MiB;
+  };
   return quick
     ? {
         rounds: env('ROUNDS', 2), seconds: env('BENCH_SECONDS', 3), warmupSeconds: 1,
@@ -20,7 +27,8 @@ export function sizes(quick) {
       }
     : {
         rounds: env('ROUNDS', 3), seconds: env('BENCH_SECONDS', 10), warmupSeconds: 3,
-        bigBlob: 1 * GiB, mediumBlob: 64 * MiB, parallel: 8, pushMono: 1 * GiB, pushChunked: 256 * MiB,
+        bigBlob: mib('BENCH_BIG_BLOB_MIB', 1 * GiB), mediumBlob: 64 * MiB, parallel: 8,
+        pushMono: mib('BENCH_PUSH_MIB', 1 * GiB), pushChunked: mib('BENCH_CHUNKED_PUSH_MIB', 256 * MiB),
         chunk: 8 * MiB, smallImages: 500, imageConcurrency: 8, tags: 5000, repos: 2000,
         listRepeats: 10, pageRepeats: 20, catalogPage: 1000, concurrencies: [1, 16, 64, 256],
       };

@@ -110,8 +110,10 @@ class WriteLock {
   }
 }
 
+/** SQLITE_BUSY, or an extended form of it (SQLITE_BUSY_RECOVERY: another process is recovering the WAL). */
 function isBusy(error: unknown): boolean {
-  return (error as { code?: unknown }).code === 'SQLITE_BUSY';
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }
 
 const yieldOnce = () => new Promise<void>((resolve) => setImmediate(resolve));
