@@ -11,6 +11,7 @@ import {
 import { identityMigration } from './identity-migration.js';
 import { lifecycleMigration, tagRulesMigration } from './lifecycle-migration.js';
 import { tagListVersionMigration } from './tag-list-migration.js';
+import { contentVersionMigration } from './content-version-migration.js';
 import { gcMigration } from './gc-migration.js';
 import { uploadBlobMigration } from './upload-blob-migration.js';
 import { housekeepingMigration } from './housekeeping-migration.js';
@@ -215,6 +216,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
     '0006_quotas_retention': housekeepingMigration(t),
     '0007_events': eventsMigration(t),
     '0009_tag_list_version': tagListVersionMigration(dialect),
+    '0010_content_version': contentVersionMigration(dialect),
   };
 }
 

@@ -46,8 +46,20 @@ export async function openSqliteMetadataStore(
     await migrateMetadataToLatest(db, 'sqlite');
     // data_version moves when another connection (another worker, a CLI) commits; our own
     // writes are counted by the connection. Both only grow, so their sum changes with either.
+    // Only when it moved is content_version read: it moves only for changes that can make a
+    // cached answer wrong (content-version-migration.ts), not for audit rows or upload sessions.
     const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
-    const changeVersion = () => (dataVersion.get() as number) + connection.writes();
+    const contentVersion = sqlite.prepare('select version from content_version where id = 1').pluck();
+    let committed = -1;
+    let content = -1;
+    const changeVersion = () => {
+      const now = (dataVersion.get() as number) + connection.writes();
+      if (now !== committed) {
+        committed = now;
+        content = contentVersion.get() as number;
+      }
+      return content;
+    };
     return new SqlMetadataStore(db, { changeVersion, ...options });
   } catch (error) {
     if (db) await db.destroy();
