@@ -10,10 +10,11 @@ export interface TableInfo {
 
 /**
  * Tables never copied: upload sessions (their staging data stays on the source's disk, so a
- * session could not continue on the target; clients start a new upload) and the migration
- * bookkeeping (the target runs its own migrations).
+ * session could not continue on the target; clients start a new upload), the migration
+ * bookkeeping (the target runs its own migrations) and SQLite's read-cache counter
+ * (content_version, which PostgreSQL does not have).
  */
-const SKIPPED = new Set(['uploads', 'kysely_migration', 'kysely_migration_lock']);
+const SKIPPED = new Set(['uploads', 'kysely_migration', 'kysely_migration_lock', 'content_version']);
 
 /**
  * A read-only, consistent view of a SQLite metadata database, also while a server writes to it:
