@@ -11,14 +11,15 @@ interface CacheLimits<V> {
 
 /**
  * A bounded in-process cache of hot metadata reads (manifest GET, blob HEAD) that is exact, not
- * merely fresh: every entry belongs to one version of the database, and any change anywhere in
- * the database — committed by this process or by another one — drops every entry before the
- * next read. So it never answers with a tag that moved or a manifest or blob that was deleted.
+ * merely fresh: every entry belongs to one version of the database's content, and any change
+ * that can alter a cached answer — committed by this process or by another one — drops every
+ * entry before the next read. So it never answers with a tag that moved or a manifest or blob
+ * that was deleted.
  *
- * `version` must change whenever the database may have changed, and must be read cheaply on
+ * `version` must change whenever such a change may have committed, and must be read cheaply on
  * every lookup. SQLite gives this (`PRAGMA data_version` plus a count of this connection's own
- * writes, see sqlite.ts); PostgreSQL does not without a round trip, so scale-out nodes use
- * TimedReadCache instead.
+ * writes, and behind them the `content_version` counter; see sqlite.ts); PostgreSQL does not
+ * without a round trip, so scale-out nodes use TimedReadCache instead.
  */
 export class VersionedReadCache<V> implements ReadCache<V> {
   private readonly entries: BoundedEntries<V>;
