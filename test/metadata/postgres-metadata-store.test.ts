@@ -172,4 +172,46 @@ describe('PostgreSQL metadata store', () => {
       await database.drop();
     }
   });
+
+  it('a tag list and a catalog kept by one node show what another node added, once its write has answered (listing leases)', async () => {
+    const database = await createDatabase('list-leases');
+    // A long cache time, so that a copy served past the other node's write would be seen here.
+    const ttl = 2_000;
+    const [a, b] = await Promise.all([0, 1].map(() => openPostgresMetadataStore(database.url, { poolSize: 2, readCacheTtlMs: ttl })));
+    const otherBlob = { digest: `sha256:${'b'.repeat(64)}`, size: 7 };
+    try {
+      await a!.blobs.link('lib/app', blob);
+      await a!.manifests.put('lib/app', manifestOf('one'), 'v1');
+      // Nobody lists yet: adding a tag, a repository's content, does not wait for anything.
+      let started = performance.now();
+      await a!.manifests.put('lib/app', manifestOf('two'), 'v2');
+      await a!.blobs.link('lib/other', blob);
+      expect(performance.now() - started).toBeLessThan(ttl);
+
+      // B lists (and keeps its copies under leases), then A adds a tag and a repository.
+      expect(await b!.tags.list('lib/app', { limit: 100 })).toEqual(['v1', 'v2']);
+      started = performance.now();
+      await a!.manifests.put('lib/app', manifestOf('three'), 'v3');
+      // B sees the new tag: the write answered only once B's lease on the tag list had ended.
+      expect(await b!.tags.list('lib/app', { limit: 100 })).toEqual(['v1', 'v2', 'v3']);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(ttl * 0.9);
+
+      expect(await b!.repositories.list({ limit: 100 })).toEqual(['lib/app', 'lib/other']);
+      started = performance.now();
+      await a!.blobs.link('lib/new', otherBlob);
+      expect(await b!.repositories.list({ limit: 100 })).toEqual(['lib/app', 'lib/new', 'lib/other']);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(ttl * 0.9);
+
+      // Linking into a repository that has content adds nothing to the catalog: no wait.
+      expect(await b!.repositories.list({ limit: 100 })).toHaveLength(3);
+      started = performance.now();
+      await a!.blobs.link('lib/new', blob);
+      expect(performance.now() - started).toBeLessThan(ttl);
+      // B still answers from its copies (no round trip), which are still right.
+      expect(await b!.tags.list('lib/app', { last: 'v1', limit: 1 })).toEqual(['v2']);
+    } finally {
+      await Promise.all([a, b].map((s) => s!.close()));
+      await database.drop();
+    }
+  });
 });

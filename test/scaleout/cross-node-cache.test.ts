@@ -1,8 +1,9 @@
-// Per-node caches never answer for content deleted or moved through another node: node B keeps
-// being read (tag list, manifest GET by tag and digest and HEAD by tag, blob HEAD and GET) while
-// node A deletes or moves a tag, and every read on B that starts after A's change has answered
-// sees the change. Node B's caches are warm beforehand (the tag list keeps a per-process copy of
-// each repository's tag names; hot lookups are cached for up to SHARED_READ_CACHE_MS).
+// Per-node caches never answer for content deleted, moved or added through another node: node B
+// keeps being read (tag list, catalog, manifest GET by tag and digest and HEAD by tag, blob HEAD
+// and GET) while node A deletes or moves a tag, adds a tag or a repository, and every read on B
+// that starts after A's change has answered sees the change. Node B's caches are warm beforehand
+// (tag lists and the catalog are kept per process under listing leases; hot lookups are cached
+// for up to SHARED_READ_CACHE_MS).
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mediaTypes } from '../support/http-app.js';
@@ -22,34 +23,35 @@ afterAll(async () => {
 });
 
 interface Read {
-  startedAfterDelete: boolean;
+  startedAfterChange: boolean;
   status: number;
   tags?: string[];
+  repositories?: string[];
   digest?: string | null;
 }
 
 /**
- * Reads `read` on node B in a loop while `remove` runs on node A, and until 20 more reads have
+ * Reads `read` on node B in a loop while `change` runs on node A, and until 20 more reads have
  * started after it answered (bounded in count, not in time). Resolves to every read, each
- * marked with whether it started after the delete's answer.
+ * marked with whether it started after the change's answer.
  */
-async function readWhileDeleting(read: () => Promise<Omit<Read, 'startedAfterDelete'>>, remove: () => Promise<number>): Promise<{ reads: Read[]; deleteStatus: number }> {
-  let deleted = false;
+async function readWhileChanging(read: () => Promise<Omit<Read, 'startedAfterChange'>>, change: () => Promise<number>): Promise<{ reads: Read[]; changeStatus: number }> {
+  let changed = false;
   let after = 0;
   const reads: Read[] = [];
   const reader = (async () => {
     while (after < 20) {
-      const startedAfterDelete = deleted;
-      if (startedAfterDelete) after++;
-      reads.push({ startedAfterDelete, ...(await read()) });
+      const startedAfterChange = changed;
+      if (startedAfterChange) after++;
+      reads.push({ startedAfterChange, ...(await read()) });
     }
   })();
   // Let a few reads pass before deleting, so that B's caches are in use.
   while (reads.length < 3) await new Promise((ok) => setTimeout(ok, 5));
-  const deleteStatus = await remove();
-  deleted = true;
+  const changeStatus = await change();
+  changed = true;
   await reader;
-  return { reads, deleteStatus };
+  return { reads, changeStatus };
 }
 
 describe('per-node caches and deletes through another node', () => {
@@ -57,16 +59,16 @@ describe('per-node caches and deletes through another node', () => {
     const repo = 'cache/tags';
     const image = makeImage('tags', [randomBytes(1000)]);
     for (const tag of ['v1', 'v2', 'v3']) await pushImage([a], a, repo, image, tag);
-    const { reads, deleteStatus } = await readWhileDeleting(
+    const { reads, changeStatus } = await readWhileChanging(
       async () => {
         const res = await fetch(`${b}/v2/${repo}/tags/list`);
         return { status: res.status, tags: ((await res.json()) as { tags: string[] }).tags };
       },
       async () => (await fetch(`${a}/v2/${repo}/manifests/v2`, { method: 'DELETE' })).status,
     );
-    expect(deleteStatus).toBe(202);
-    expect(reads.some((r) => !r.startedAfterDelete && r.tags?.includes('v2'))).toBe(true);
-    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.tags).toEqual(['v1', 'v3']);
+    expect(changeStatus).toBe(202);
+    expect(reads.some((r) => !r.startedAfterChange && r.tags?.includes('v2'))).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterChange)) expect(r.tags).toEqual(['v1', 'v3']);
     expect((await fetch(`${b}/v2/${repo}/manifests/v2`, { headers: { accept: mediaTypes.ociManifest } })).status).toBe(404);
   });
 
@@ -74,7 +76,7 @@ describe('per-node caches and deletes through another node', () => {
     const repo = 'cache/manifests';
     const image = makeImage('manifests', [randomBytes(1500)]);
     await pushImage([a], a, repo, image, 'latest');
-    const { reads, deleteStatus } = await readWhileDeleting(
+    const { reads, changeStatus } = await readWhileChanging(
       async () => {
         const answers = await Promise.all([
           ...['latest', image.digest].map((ref) => fetch(`${b}/v2/${repo}/manifests/${ref}`, { headers: { accept: mediaTypes.ociManifest } })),
@@ -86,9 +88,9 @@ describe('per-node caches and deletes through another node', () => {
       },
       async () => (await fetch(`${a}/v2/${repo}/manifests/${image.digest}`, { method: 'DELETE' })).status,
     );
-    expect(deleteStatus).toBe(202);
-    expect(reads.some((r) => !r.startedAfterDelete && r.status === 200)).toBe(true);
-    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.status).toBe(404);
+    expect(changeStatus).toBe(202);
+    expect(reads.some((r) => !r.startedAfterChange && r.status === 200)).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterChange)) expect(r.status).toBe(404);
   });
 
   it('a tag moved through A names its new manifest on B (GET and HEAD), at once', async () => {
@@ -97,7 +99,7 @@ describe('per-node caches and deletes through another node', () => {
     const second = makeImage('second', [randomBytes(1300)]);
     await pushImage([a], a, repo, first, 'latest');
     await pushImage([a], a, repo, second, 'second');
-    const { reads, deleteStatus } = await readWhileDeleting(
+    const { reads, changeStatus } = await readWhileChanging(
       async () => {
         const [get, head] = await Promise.all(
           (['GET', 'HEAD'] as const).map((method) => fetch(`${b}/v2/${repo}/manifests/latest`, { method, headers: { accept: mediaTypes.ociManifest } })),
@@ -109,15 +111,15 @@ describe('per-node caches and deletes through another node', () => {
       },
       async () => (await putManifest(a, repo, 'latest', second.manifest)).status,
     );
-    expect(deleteStatus).toBe(201);
-    expect(reads.some((r) => !r.startedAfterDelete && r.digest === first.digest)).toBe(true);
-    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.digest).toBe(second.digest);
+    expect(changeStatus).toBe(201);
+    expect(reads.some((r) => !r.startedAfterChange && r.digest === first.digest)).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterChange)) expect(r.digest).toBe(second.digest);
   });
 
   it('a blob deleted through A answers 404 to HEAD and GET on B, at once', async () => {
     const repo = 'cache/blobs';
     const digest = await pushBlob(a, repo, randomBytes(4000));
-    const { reads, deleteStatus } = await readWhileDeleting(
+    const { reads, changeStatus } = await readWhileChanging(
       async () => {
         const head = await fetch(`${b}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' });
         const get = await fetch(`${b}/v2/${repo}/blobs/${digest}`);
@@ -126,8 +128,41 @@ describe('per-node caches and deletes through another node', () => {
       },
       async () => (await fetch(`${a}/v2/${repo}/blobs/${digest}`, { method: 'DELETE' })).status,
     );
-    expect(deleteStatus).toBe(202);
-    expect(reads.some((r) => !r.startedAfterDelete && r.status === 200)).toBe(true);
-    for (const r of reads.filter((r) => r.startedAfterDelete)) expect(r.status).toBe(404);
+    expect(changeStatus).toBe(202);
+    expect(reads.some((r) => !r.startedAfterChange && r.status === 200)).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterChange)) expect(r.status).toBe(404);
+  });
+
+  it('a tag pushed through A is in the tag list on B at once', async () => {
+    const repo = 'cache/new-tags';
+    const image = makeImage('new-tags', [randomBytes(1100)]);
+    await pushImage([a], a, repo, image, 'v1');
+    const { reads, changeStatus } = await readWhileChanging(
+      async () => {
+        const res = await fetch(`${b}/v2/${repo}/tags/list`);
+        return { status: res.status, tags: ((await res.json()) as { tags: string[] }).tags };
+      },
+      async () => (await putManifest(a, repo, 'v2', image.manifest)).status,
+    );
+    expect(changeStatus).toBe(201);
+    expect(reads.some((r) => !r.startedAfterChange && r.tags?.length === 1)).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterChange)) expect(r.tags).toEqual(['v1', 'v2']);
+  });
+
+  it("a repository's first blob pushed through A puts it in the catalog on B at once", async () => {
+    const repo = 'cache/zz-new-repository';
+    const { reads, changeStatus } = await readWhileChanging(
+      async () => {
+        const res = await fetch(`${b}/v2/_catalog`);
+        return { status: res.status, repositories: ((await res.json()) as { repositories: string[] }).repositories };
+      },
+      async () => {
+        await pushBlob(a, repo, randomBytes(3000));
+        return 201;
+      },
+    );
+    expect(changeStatus).toBe(201);
+    expect(reads.some((r) => !r.startedAfterChange && !r.repositories?.includes(repo))).toBe(true);
+    for (const r of reads.filter((r) => r.startedAfterChange)) expect(r.repositories).toContain(repo);
   });
 });

@@ -37,6 +37,8 @@ import { precompile, statement } from './precompiled.js';
 import { TimedReadCache, VersionedReadCache, waitAtLeast, type ReadCache } from './read-cache.js';
 import { repositoryHasContent } from './control/common.js';
 import { TagLister } from './tag-list.js';
+import { CatalogLister } from './catalog-list.js';
+import { catalogKey, ListLeases, tagListKey } from './list-leases.js';
 import { manifestDeleteEvents, manifestPutEvents, movedBy, readMovedBy, SqlEvents, SqlWebhooks, tagDeleteEvent, writeEvents } from './events.js';
 import type { EventQueries, WebhookQueries, WriteOptions } from '../events-store.js';
 
@@ -64,13 +66,27 @@ export interface SqlMetadataStoreOptions {
 export interface ReadCaching {
   cache<V>(sizeOf: (value: V) => number): ReadCache<V> | undefined;
   settle(): Promise<void>;
+  /** With the timed cache (PostgreSQL): listings kept between requests (list-leases.ts). */
+  leases?: ListLeases;
 }
 
-export function readCaching(options: SqlMetadataStoreOptions): ReadCaching {
+export function readCaching(options: SqlMetadataStoreOptions, db?: Db): ReadCaching {
   const { changeVersion, readCacheTtlMs: ttl = 0 } = options;
   if (changeVersion) return { cache: (sizeOf) => new VersionedReadCache(changeVersion, { ...READ_CACHE_LIMITS, sizeOf }), settle: async () => undefined };
-  if (ttl > 0) return { cache: (sizeOf) => new TimedReadCache(ttl, { ...READ_CACHE_LIMITS, sizeOf }), settle: () => waitAtLeast(ttl) };
+  if (ttl > 0) {
+    return {
+      cache: (sizeOf) => new TimedReadCache(ttl, { ...READ_CACHE_LIMITS, sizeOf }),
+      settle: () => waitAtLeast(ttl),
+      ...(db ? { leases: new ListLeases(db, ttl) } : {}),
+    };
+  }
   return { cache: () => undefined, settle: async () => undefined };
+}
+
+/** After a commit: waits out the listing leases of what it added (list-leases.ts). */
+async function waitOutListings(leases: ListLeases | undefined, repository: string, added: { tag: boolean; repository: boolean }): Promise<void> {
+  if (!leases || !(added.tag || added.repository)) return;
+  await leases.waitOut([...(added.tag ? [tagListKey(repository)] : []), ...(added.repository ? [catalogKey] : [])]);
 }
 
 /** Bounds of each hot-path read cache: a few thousand typical manifests, at most 4 MiB. */
@@ -117,13 +133,13 @@ export class SqlMetadataStore implements MetadataStore {
     options: SqlMetadataStoreOptions = {},
   ) {
     const now = options.now ?? Date.now;
-    const caching = readCaching(options);
+    const caching = readCaching(options, db);
     this.settle = caching.settle;
-    this.repositories = new SqlRepositories(db);
+    this.repositories = new SqlRepositories(db, caching.leases);
     this.blobs = new SqlBlobs(db, now, caching);
     this.manifests = new SqlManifests(db, now, caching);
-    this.tags = new SqlTags(db, now, caching.settle);
-    this.uploads = new SqlUploads(db, now);
+    this.tags = new SqlTags(db, now, caching);
+    this.uploads = new SqlUploads(db, now, caching.leases);
     this.control = new SqlControlStore(db, now, caching.settle);
     this.lifecycle = new SqlLifecycle(db, now);
     this.events = new SqlEvents(db, now, (work) => transaction(db, work));
@@ -144,11 +160,22 @@ export class SqlMetadataStore implements MetadataStore {
 }
 
 class SqlRepositories implements RepositoryQueries {
-  constructor(private readonly db: Db) {}
+  private readonly lister: CatalogLister | undefined;
+
+  constructor(
+    private readonly db: Db,
+    leases?: ListLeases,
+  ) {
+    this.lister = leases ? new CatalogLister(leases, (page) => this.read(page)) : undefined;
+  }
 
   /** Repositories with at least one manifest or linked blob, by name in byte order. */
   async list(page: PageRequest): Promise<string[]> {
     if (page.limit <= 0) return [];
+    return this.lister ? this.lister.list(page) : this.read(page);
+  }
+
+  private async read(page: PageRequest): Promise<string[]> {
     let query = this.db
       .selectFrom('repositories as r')
       .select('r.name')
@@ -207,6 +234,7 @@ class SqlBlobs implements BlobQueries {
   private readonly blobInRepository: ReturnType<typeof blobInRepositoryQuery>;
   private readonly cache: ReadCache<BlobRecord> | undefined;
   private readonly settle: () => Promise<void>;
+  private readonly leases: ListLeases | undefined;
 
   constructor(
     private readonly db: Db,
@@ -216,6 +244,7 @@ class SqlBlobs implements BlobQueries {
     this.blobInRepository = blobInRepositoryQuery(db);
     this.cache = caching.cache((blob) => 128 + blob.digest.length);
     this.settle = caching.settle;
+    this.leases = caching.leases;
   }
 
   async get(digest: string): Promise<BlobRecord | null> {
@@ -239,7 +268,8 @@ class SqlBlobs implements BlobQueries {
 
 
   async link(repository: string, blob: BlobRecord): Promise<void> {
-    await transaction(this.db, (trx) => linkBlob(trx, repository, blob, this.now()));
+    const added = await transaction(this.db, (trx) => linkBlob(trx, repository, blob, this.now()));
+    await waitOutListings(this.leases, repository, { tag: false, repository: added });
   }
 
   async record(blob: BlobRecord): Promise<void> {
@@ -251,9 +281,10 @@ class SqlBlobs implements BlobQueries {
   }
 
   async mount(repository: string, digest: string, bytesPresent: () => Promise<boolean>): Promise<BlobRecord | null> {
-    return transaction(this.db, async (trx) => {
+    let added = false;
+    const mounted = await transaction(this.db, async (trx) => {
       const at = this.now();
-      const repositoryId = await ensureRepository(trx, repository, at);
+      const { id: repositoryId, empty } = await ensureRepository(trx, repository, at);
       // Write-locks the blob's row while it is live: garbage collection marks it, and deletes
       // its bytes, only under that lock, so bytes present now stay until this link commits.
       const live = await trx
@@ -270,8 +301,11 @@ class SqlBlobs implements BlobQueries {
         .values({ repository_id: repositoryId, digest, created_at: at })
         .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
         .execute();
+      added = empty;
       return { digest, size: Number(live.size) };
     });
+    await waitOutListings(this.leases, repository, { tag: false, repository: added });
+    return mounted;
   }
 
   async unlink(repository: string, digest: string): Promise<boolean> {
@@ -328,6 +362,7 @@ class SqlManifests implements ManifestQueries {
   private readonly manifestByTag: ReturnType<typeof manifestByTagQuery>;
   private readonly cache: ReadCache<ManifestRecord> | undefined;
   private readonly settle: () => Promise<void>;
+  private readonly leases: ListLeases | undefined;
 
   constructor(
     private readonly db: Db,
@@ -338,6 +373,7 @@ class SqlManifests implements ManifestQueries {
     this.manifestByTag = manifestByTagQuery(db);
     this.cache = caching.cache((manifest) => 256 + manifest.content.length);
     this.settle = caching.settle;
+    this.leases = caching.leases;
   }
 
   /** Hot path (manifest GET by digest): one precompiled query, or none while nothing changed. */
@@ -362,8 +398,10 @@ class SqlManifests implements ManifestQueries {
 
 
   async put(repository: string, manifest: NewManifest, tag?: string, options?: WriteOptions): Promise<void> {
+    let addedRepository = false;
     const moved = await transaction(this.db, async (trx) => {
-      const repositoryId = await ensureRepository(trx, repository, this.now());
+      const { id: repositoryId, empty } = await ensureRepository(trx, repository, this.now());
+      addedRepository = false;
       // Read the clock once the repository is locked, so that moves of a tag get their times in
       // the order they commit.
       const at = this.now();
@@ -410,6 +448,7 @@ class SqlManifests implements ManifestQueries {
           })
         ).rows[0];
         if (!inserted) throw new Error(`manifest ${manifest.digest}: the insert returned no row`);
+        addedRepository = empty;
         const id = inserted.id;
         manifestId = id;
         for (const chunk of chunks(blobs)) {
@@ -432,6 +471,7 @@ class SqlManifests implements ManifestQueries {
     });
     // A tag that pointed elsewhere may be cached (by its name) with its old manifest.
     if (moved?.previousDigest) await this.settle();
+    await waitOutListings(this.leases, repository, { tag: moved !== null && moved.previousDigest === null, repository: addedRepository });
   }
 
   async delete(repository: string, digest: string, options?: WriteOptions): Promise<boolean> {
@@ -511,14 +551,16 @@ class SqlManifests implements ManifestQueries {
 
 class SqlTags implements TagQueries {
   private readonly lister: TagLister;
+  /** Waits out the hot lookups' caches after a change (see readCaching). */
+  private readonly settle: () => Promise<void>;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
-    /** Waits out the hot lookups' caches after a change (see readCaching). */
-    private readonly settle: () => Promise<void>,
+    caching: ReadCaching,
   ) {
-    this.lister = new TagLister(db);
+    this.settle = caching.settle;
+    this.lister = new TagLister(db, undefined, caching.leases);
   }
 
   async list(repository: string, page: PageRequest): Promise<string[]> {
@@ -630,6 +672,7 @@ class SqlUploads implements UploadQueries {
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
+    private readonly leases?: ListLeases,
   ) {}
 
   async create(upload: { id: string; repository: string }): Promise<UploadRecord> {
@@ -677,12 +720,13 @@ class SqlUploads implements UploadQueries {
   }
 
   async complete(id: string, blob: BlobRecord, lease?: AppendLease): Promise<void> {
-    await transaction(this.db, async (trx) => {
+    const added = await transaction(this.db, async (trx) => {
       const removed = lease ? await deleteUploadUnderLease(trx, lease) : await deleteUpload(trx, { id });
       const upload = removed.rows[0];
       if (!upload) throw new UploadSessionNotFoundError(id);
-      await linkBlob(trx, upload.repository, blob, this.now());
+      return { repository: upload.repository, first: await linkBlob(trx, upload.repository, blob, this.now()) };
     });
+    await waitOutListings(this.leases, added.repository, { tag: false, repository: added.first });
   }
 
   async reserve(id: string, repository: string, blob: BlobRecord, lease?: AppendLease): Promise<void> {
@@ -756,14 +800,22 @@ const upsertRepository = statement(['name', 'at'], (db: Db, p) =>
     .insertInto('repositories')
     .values({ name: p.name, created_at: p.at })
     .onConflict((oc) => oc.column('name').doUpdateSet({ name: (eb) => eb.ref('excluded.name') }))
-    .returning('id'),
+    // As of before this statement (its snapshot), as repositoryHasContent counts content.
+    .returning([
+      'id',
+      sql<boolean | number>`not (exists (select 1 from manifests where manifests.repository_id = repositories.id)
+                                 or exists (select 1 from repository_blobs where repository_blobs.repository_id = repositories.id))`.as('empty'),
+    ]),
 );
 
-/** Creates the repository row if needed and write-locks it; resolves to its id. */
-async function ensureRepository(trx: Db, name: string, at: number): Promise<Id> {
+/**
+ * Creates the repository row if needed and write-locks it; resolves to its id, and whether it
+ * had no content before (content added now puts it in the catalog).
+ */
+async function ensureRepository(trx: Db, name: string, at: number): Promise<{ id: Id; empty: boolean }> {
   const row = (await upsertRepository(trx, { name, at })).rows[0];
   if (!row) throw new Error(`repository ${name}: the upsert returned no row`);
-  return row.id;
+  return { id: row.id, empty: Boolean(row.empty) };
 }
 
 /** Write-locks an existing repository row (a no-op update); undefined when there is none. */
@@ -790,11 +842,13 @@ const upsertBlob = statement(['digest', 'size', 'at'], (db: Db, p) =>
     .onConflict((oc) => oc.column('digest').doUpdateSet({ seen_at: (eb) => eb.ref('excluded.seen_at'), deleting_since: null })),
 );
 
-async function linkBlob(trx: Db, repository: string, blob: BlobRecord, at: number): Promise<void> {
-  const repositoryId = await ensureRepository(trx, repository, at);
+/** Links a blob to a repository; resolves to whether the repository had no content before. */
+async function linkBlob(trx: Db, repository: string, blob: BlobRecord, at: number): Promise<boolean> {
+  const { id: repositoryId, empty } = await ensureRepository(trx, repository, at);
   await enforceQuotaOnLink(trx, repository, repositoryId, blob);
   await upsertLiveBlob(trx, blob, at);
   await insertRepositoryBlob(trx, { repositoryId, digest: blob.digest, at });
+  return empty;
 }
 
 /**

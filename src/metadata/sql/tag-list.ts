@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { PageRequest } from '../metadata-store.js';
+import { tagListKey, type ListLeases } from './list-leases.js';
 import { precompile } from './precompiled.js';
 import type { Database, Id } from './schema.js';
 
@@ -17,10 +18,13 @@ export interface TagListCacheLimits {
 const defaultLimits: TagListCacheLimits = { repositories: 256, namesPerRepository: 100_000, names: 500_000 };
 
 interface CachedNames {
+  repositoryId: Id;
   /** Repository id and tags_version the names were read at. */
   version: string;
   /** Null: more than `namesPerRepository`, paged in the database while the version holds. */
   names: string[] | null;
+  /** With leases: until when (the leases' clock) the copy may answer without a version check. */
+  leasedUntil: number;
 }
 
 /**
@@ -34,6 +38,9 @@ interface CachedNames {
  * Why: a full listing of a repository with thousands of tags otherwise reads and sorts every name
  * each time (about 2 ms of database time for 5,000 tags), while CI tooling lists the same
  * repositories over and over.
+ *
+ * With `leases` (PostgreSQL, where the version check is a round trip), a copy also answers with
+ * no check at all while the listing lease taken before its last check lasts (list-leases.ts).
  */
 export class TagLister {
   private readonly cache = new Map<string, CachedNames>();
@@ -43,6 +50,7 @@ export class TagLister {
   constructor(
     private readonly db: Db,
     private readonly limits: TagListCacheLimits = defaultLimits,
+    private readonly leases?: ListLeases,
   ) {
     this.versionOf = precompile(db, (d) =>
       d.selectFrom('repositories').select(['id', 'tags_version']).where('name', '=', '' as string),
@@ -51,24 +59,29 @@ export class TagLister {
 
   async list(repository: string, page: PageRequest): Promise<string[]> {
     if (page.limit <= 0) return [];
+    const cached = this.cache.get(repository);
+    if (cached && this.leases && this.leases.clock() < cached.leasedUntil) return this.answer(repository, cached, page);
+    // The lease first, then the version: see list-leases.ts.
+    const leasedUntil = this.leases ? await this.leases.take(tagListKey(repository)) : -Infinity;
     const repo = await this.versionOf(repository);
     if (!repo) return [];
     const version = `${repo.id}:${String(repo.tags_version)}`;
-    const cached = this.cache.get(repository);
     if (cached?.version === version) {
-      // Most recently used last, so eviction drops the least recently listed.
-      this.cache.delete(repository);
-      this.cache.set(repository, cached);
-      return cached.names ? slicePage(cached.names, page) : this.names(repo.id, page.last, page.limit);
+      cached.leasedUntil = leasedUntil;
+      return this.answer(repository, cached, page);
     }
     const names = await this.names(repo.id, undefined, this.limits.namesPerRepository + 1);
     this.forget(repository);
-    if (names.length > this.limits.namesPerRepository) {
-      this.remember(repository, { version, names: null });
-      return this.names(repo.id, page.last, page.limit);
-    }
-    this.remember(repository, { version, names });
-    return slicePage(names, page);
+    const entry = { repositoryId: repo.id, version, names: names.length > this.limits.namesPerRepository ? null : names, leasedUntil };
+    this.remember(repository, entry);
+    return this.answer(repository, entry, page);
+  }
+
+  private answer(repository: string, entry: CachedNames, page: PageRequest): string[] | Promise<string[]> {
+    // Most recently used last, so eviction drops the least recently listed.
+    this.cache.delete(repository);
+    this.cache.set(repository, entry);
+    return entry.names ? slicePage(entry.names, page) : this.names(entry.repositoryId, page.last, page.limit);
   }
 
   /** Names of a repository in byte order after `last`, at most `limit`, in one row. */
@@ -106,7 +119,7 @@ export class TagLister {
 }
 
 /** The page of sorted `names` strictly after `page.last`. Tag names are ASCII: JS order is byte order. */
-function slicePage(names: string[], page: PageRequest): string[] {
+export function slicePage(names: string[], page: PageRequest): string[] {
   const start = page.last === undefined ? 0 : firstAfter(names, page.last);
   return names.slice(start, start + page.limit);
 }
