@@ -5,6 +5,7 @@ import { Kysely, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import { migrateMetadataToLatest } from './migrations.js';
 import type { Database } from './schema.js';
 import { LockWaitingSqliteDialect, WRITE_LOCK_WAIT_MS } from './sqlite-lock-wait.js';
+import { SqliteCommitProbe } from './sqlite-commit-probe.js';
 import { SqlMetadataStore, type SqlMetadataStoreOptions } from './sql-metadata-store.js';
 
 /** Prepared statements kept per connection (the store issues a few dozen distinct ones). */
@@ -22,6 +23,7 @@ export async function openSqliteMetadataStore(
   if (!inMemory) mkdirSync(dirname(file), { recursive: true });
   const sqlite = new BetterSqlite3(file);
   let db: Kysely<Database> | undefined;
+  let probe: SqliteCommitProbe | undefined;
   try {
     const mode = sqlite.pragma('journal_mode = WAL', { simple: true });
     if (!inMemory && mode !== 'wal') {
@@ -41,18 +43,21 @@ export async function openSqliteMetadataStore(
     sqlite.pragma(`mmap_size = ${256 * 1024 * 1024}`);
     sqlite.pragma('cache_size = -1024');
 
-    const connection = withStatementCache(sqlite, STATEMENT_CACHE_SIZE);
+    const connection = withStatementCache(sqlite, STATEMENT_CACHE_SIZE, () => probe?.close());
     db = new Kysely<Database>({ dialect: new LockWaitingSqliteDialect({ database: connection }, sqlite) });
     await migrateMetadataToLatest(db, 'sqlite');
-    // data_version moves when another connection (another worker, a CLI) commits; our own
-    // writes are counted by the connection. Both only grow, so their sum changes with either.
-    // Only when it moved is content_version read: it moves only for changes that can make a
-    // cached answer wrong (content-version-migration.ts), not for audit rows or upload sessions.
+    // First a pread of the WAL-index header: unchanged, nothing committed (sqlite-commit-probe.ts).
+    // Then data_version, which moves when another connection (another worker, a CLI) commits;
+    // our own writes are counted by the connection. Both only grow, so their sum changes with
+    // either. Only when it moved is content_version read: it moves only for changes that can
+    // make a cached answer wrong (content-version-migration.ts), not for audit rows or uploads.
+    probe = inMemory ? undefined : new SqliteCommitProbe(file);
     const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
     const contentVersion = sqlite.prepare('select version from content_version where id = 1').pluck();
     let committed = -1;
     let content = -1;
     const changeVersion = () => {
+      if (probe && !probe.changed()) return content;
       const now = (dataVersion.get() as number) + connection.writes();
       if (now !== committed) {
         committed = now;
@@ -63,7 +68,10 @@ export async function openSqliteMetadataStore(
     return new SqlMetadataStore(db, { changeVersion, ...options });
   } catch (error) {
     if (db) await db.destroy();
-    else sqlite.close();
+    else {
+      probe?.close();
+      sqlite.close();
+    }
     throw error;
   }
 }
@@ -74,7 +82,7 @@ export async function openSqliteMetadataStore(
  * driver runs one query at a time on its single connection. It also counts the statements that
  * modify the database (`writes`), after they ran, for the read caches' version.
  */
-function withStatementCache(sqlite: BetterSqlite3.Database, size: number): SqliteDatabase & { writes(): number } {
+function withStatementCache(sqlite: BetterSqlite3.Database, size: number, onClose: () => void): SqliteDatabase & { writes(): number } {
   const cache = new Map<string, SqliteStatement>();
   let writes = 0;
   const counted = (statement: BetterSqlite3.Statement): SqliteStatement => {
@@ -98,7 +106,10 @@ function withStatementCache(sqlite: BetterSqlite3.Database, size: number): Sqlit
   };
   return {
     writes: () => writes,
-    close: () => sqlite.close(),
+    close: () => {
+      onClose();
+      sqlite.close();
+    },
     prepare(text: string): SqliteStatement {
       const cached = cache.get(text);
       if (cached) {
