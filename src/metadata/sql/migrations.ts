@@ -13,6 +13,7 @@ import { lifecycleMigration, tagRulesMigration } from './lifecycle-migration.js'
 import { tagListVersionMigration } from './tag-list-migration.js';
 import { contentVersionMigration } from './content-version-migration.js';
 import { listLeaseMigration } from './list-lease-migration.js';
+import { leanUploadsMigration } from './lean-uploads-migration.js';
 import { gcMigration } from './gc-migration.js';
 import { uploadBlobMigration } from './upload-blob-migration.js';
 import { housekeepingMigration } from './housekeeping-migration.js';
@@ -219,6 +220,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
     '0009_tag_list_version': tagListVersionMigration(dialect),
     '0010_content_version': contentVersionMigration(dialect),
     '0011_list_leases': listLeaseMigration(dialect),
+    '0012_lean_uploads': leanUploadsMigration(dialect),
   };
 }
 

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sql, type Kysely, type Selectable, type UpdateQueryBuilder, type UpdateResult } from 'kysely';
+import { sql, SqliteAdapter, type Kysely, type Selectable, type UpdateQueryBuilder, type UpdateResult } from 'kysely';
 import {
   BlobInUseError,
   ManifestInUseError,
@@ -795,25 +795,40 @@ function heldLease<Q extends UpdateQueryBuilder<Database, 'uploads', 'uploads', 
     .where('append_expires_at', 'is not', null);
 }
 
+/** Whether the repository row has no content (as repositoryHasContent counts it). */
+const repositoryIsEmpty = sql<boolean | number>`not (exists (select 1 from manifests where manifests.repository_id = repositories.id)
+                                                    or exists (select 1 from repository_blobs where repository_blobs.repository_id = repositories.id))`;
+// PostgreSQL: an upsert that also write-locks an existing row (a no-op update). The subquery
+// sees the statement's snapshot: the content from before it.
 const upsertRepository = statement(['name', 'at'], (db: Db, p) =>
   db
     .insertInto('repositories')
     .values({ name: p.name, created_at: p.at })
     .onConflict((oc) => oc.column('name').doUpdateSet({ name: (eb) => eb.ref('excluded.name') }))
-    // As of before this statement (its snapshot), as repositoryHasContent counts content.
-    .returning([
-      'id',
-      sql<boolean | number>`not (exists (select 1 from manifests where manifests.repository_id = repositories.id)
-                                 or exists (select 1 from repository_blobs where repository_blobs.repository_id = repositories.id))`.as('empty'),
-    ]),
+    .returning(['id', repositoryIsEmpty.as('empty')]),
 );
+// SQLite: the transaction holds the database's write lock already; a no-op update would only
+// rewrite the row's and the name index's pages (two WAL frames per blob link).
+const insertRepositoryIfMissing = statement(['name', 'at'], (db: Db, p) =>
+  db
+    .insertInto('repositories')
+    .values({ name: p.name, created_at: p.at })
+    .onConflict((oc) => oc.column('name').doNothing()),
+);
+const selectRepository = statement(['name'], (db: Db, p) => db.selectFrom('repositories').select(['id', repositoryIsEmpty.as('empty')]).where('name', '=', p.name));
 
 /**
  * Creates the repository row if needed and write-locks it; resolves to its id, and whether it
  * had no content before (content added now puts it in the catalog).
  */
 async function ensureRepository(trx: Db, name: string, at: number): Promise<{ id: Id; empty: boolean }> {
-  const row = (await upsertRepository(trx, { name, at })).rows[0];
+  let row: { id: Id; empty: boolean | number } | undefined;
+  if (trx.getExecutor().adapter instanceof SqliteAdapter) {
+    await insertRepositoryIfMissing(trx, { name, at });
+    row = (await selectRepository(trx, { name })).rows[0];
+  } else {
+    row = (await upsertRepository(trx, { name, at })).rows[0];
+  }
   if (!row) throw new Error(`repository ${name}: the upsert returned no row`);
   return { id: row.id, empty: Boolean(row.empty) };
 }
