@@ -1,5 +1,8 @@
 import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
 import { describe, expect, it } from 'vitest';
+import { ListLeases } from '../../src/metadata/sql/list-leases.js';
+import type { Database } from '../../src/metadata/sql/schema.js';
 import { MetadataSchemaTooNewError, MIGRATION_TABLE } from '../../src/metadata/sql/migrations.js';
 import { openPostgresMetadataStore } from '../../src/metadata/sql/postgres.js';
 import { metadataStoreSuite } from '../shared/metadata-store-suite.js';
@@ -212,6 +215,22 @@ describe('PostgreSQL metadata store', () => {
     } finally {
       await Promise.all([a, b].map((s) => s!.close()));
       await database.drop();
+    }
+  });
+});
+
+describe('listing leases when PostgreSQL is gone', () => {
+  it('a write that committed waits a whole lease instead of failing when the lease cannot be read', async () => {
+    // Nothing listens on port 1: every query fails at once, as after a database outage.
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: 'postgres://stowage@127.0.0.1:1/none', connectionTimeoutMillis: 2_000 }) }) });
+    try {
+      const leases = new ListLeases(db, 300);
+      await expect(leases.take('tags:lib/app')).rejects.toThrow();
+      const started = performance.now();
+      await leases.waitOut(['tags:lib/app']);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(300);
+    } finally {
+      await db.destroy();
     }
   });
 });

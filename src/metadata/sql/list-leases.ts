@@ -41,15 +41,25 @@ export class ListLeases {
     return sent + this.durationMs;
   }
 
-  /** After a commit that added to the listings `keys`: resolves once their leases have ended. */
+  /**
+   * After a commit that added to the listings `keys`: resolves once their leases have ended.
+   * When the leases cannot be read (PostgreSQL went away after the commit), it waits a whole
+   * lease's length instead, which any lease taken before this call has run by then: the write
+   * committed, so it must not fail now.
+   */
   async waitOut(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
-    const row = (
-      await sql<{ remaining: number | null }>`select max(until) - extract(epoch from clock_timestamp()) * 1000 as remaining
-                                              from list_leases where key in (${sql.join(keys)})`.execute(this.db)
-    ).rows[0];
-    // Counted from this answer, which PostgreSQL computed before it was received.
-    const remaining = Number(row?.remaining ?? 0);
+    let remaining: number;
+    try {
+      const row = (
+        await sql<{ remaining: number | null }>`select max(until) - extract(epoch from clock_timestamp()) * 1000 as remaining
+                                                from list_leases where key in (${sql.join(keys)})`.execute(this.db)
+      ).rows[0];
+      // Counted from this answer, which PostgreSQL computed before it was received.
+      remaining = Number(row?.remaining ?? 0);
+    } catch {
+      remaining = this.durationMs;
+    }
     if (remaining > 0) await waitAtLeast(remaining, this.clock);
   }
 }
