@@ -54,19 +54,21 @@ class LockWaitingSqliteDriver extends SqliteDriver {
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await this.lock.acquire(() => connection.executeQuery(CompiledQuery.raw('begin immediate')));
+    const direct = connection instanceof LockWaitingConnection ? connection.inner : connection;
+    await this.lock.acquire(() => direct.executeQuery(CompiledQuery.raw('begin immediate')));
   }
 }
 
 class LockWaitingConnection implements DatabaseConnection {
   constructor(
-    private readonly inner: DatabaseConnection,
+    readonly inner: DatabaseConnection,
     private readonly lock: WriteLock,
   ) {}
 
   executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-    // Inside a transaction the lock is already held; a SELECT outside one never needs it.
-    if (this.lock.held() || SelectQueryNode.is(query.query)) return this.inner.executeQuery<R>(query);
+    // Inside a transaction the lock is already held; a SELECT outside one never needs it (also
+    // one precompiled from raw SQL, which has no query tree).
+    if (this.lock.held() || SelectQueryNode.is(query.query) || isRawSelect(query)) return this.inner.executeQuery<R>(query);
     return this.lock.acquire(() => this.inner.executeQuery<R>(query));
   }
 
@@ -108,6 +110,10 @@ class WriteLock {
       await (retry < IMMEDIATE_RETRIES ? yieldOnce() : sleepOneMs());
     }
   }
+}
+
+function isRawSelect(query: CompiledQuery): boolean {
+  return query.query.kind === 'RawNode' && /^\s*select\b/i.test(query.sql);
 }
 
 /** SQLITE_BUSY, or an extended form of it (SQLITE_BUSY_RECOVERY: another process is recovering the WAL). */
