@@ -283,6 +283,7 @@ class SqlBlobs implements BlobQueries {
   async mount(repository: string, digest: string, bytesPresent: () => Promise<boolean>): Promise<BlobRecord | null> {
     let added = false;
     const mounted = await transaction(this.db, async (trx) => {
+      added = false; // again on a retried attempt
       const at = this.now();
       const { id: repositoryId, empty } = await ensureRepository(trx, repository, at);
       // Write-locks the blob's row while it is live: garbage collection marks it, and deletes
@@ -400,8 +401,8 @@ class SqlManifests implements ManifestQueries {
   async put(repository: string, manifest: NewManifest, tag?: string, options?: WriteOptions): Promise<void> {
     let addedRepository = false;
     const moved = await transaction(this.db, async (trx) => {
+      addedRepository = false; // again on a retried attempt
       const { id: repositoryId, empty } = await ensureRepository(trx, repository, this.now());
-      addedRepository = false;
       // Read the clock once the repository is locked, so that moves of a tag get their times in
       // the order they commit.
       const at = this.now();
