@@ -212,6 +212,10 @@ describe('PostgreSQL metadata store', () => {
       expect(performance.now() - started).toBeLessThan(ttl);
       // B still answers from its copies (no round trip), which are still right.
       expect(await b!.tags.list('lib/app', { last: 'v1', limit: 1 })).toEqual(['v2']);
+      // Listing names that do not exist leaves no lease behind.
+      for (const name of ['lib/missing', 'nobody/here']) expect(await b!.tags.list(name, { limit: 100 })).toEqual([]);
+      const keys = (await query(database.url, 'select key from list_leases order by key')).rows.map((r: { key: string }) => r.key);
+      expect(keys).toEqual(['catalog', 'tags:lib/app']);
     } finally {
       await Promise.all([a, b].map((s) => s!.close()));
       await database.drop();

@@ -42,6 +42,20 @@ export class ListLeases {
   }
 
   /**
+   * `take` for a repository's tag list, only when the repository exists (null otherwise): a
+   * listing of a name that does not exist keeps nothing, and must not leave a row behind (the
+   * table would otherwise grow with every name that any client asks for).
+   */
+  async takeForRepository(repository: string): Promise<number | null> {
+    const sent = this.clock();
+    const result = await sql`insert into list_leases (key, until)
+                             select ${tagListKey(repository)}, extract(epoch from clock_timestamp()) * 1000 + ${this.durationMs}
+                             where exists (select 1 from repositories where name = ${repository})
+                             on conflict (key) do update set until = greatest(list_leases.until, excluded.until)`.execute(this.db);
+    return (result.numAffectedRows ?? 0n) > 0n ? sent + this.durationMs : null;
+  }
+
+  /**
    * After a commit that added to the listings `keys`: resolves once their leases have ended.
    * When the leases cannot be read (PostgreSQL went away after the commit), it waits a whole
    * lease's length instead, which any lease taken before this call has run by then: the write

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { PageRequest } from '../metadata-store.js';
-import { tagListKey, type ListLeases } from './list-leases.js';
+import type { ListLeases } from './list-leases.js';
 import { precompile } from './precompiled.js';
 import type { Database, Id } from './schema.js';
 
@@ -62,7 +62,8 @@ export class TagLister {
     const cached = this.cache.get(repository);
     if (cached && this.leases && this.leases.clock() < cached.leasedUntil) return this.answer(repository, cached, page);
     // The lease first, then the version: see list-leases.ts.
-    const leasedUntil = this.leases ? await this.leases.take(tagListKey(repository)) : -Infinity;
+    const leasedUntil = this.leases ? await this.leases.takeForRepository(repository) : -Infinity;
+    if (leasedUntil === null) return [];
     const repo = await this.versionOf(repository);
     if (!repo) return [];
     const version = `${repo.id}:${String(repo.tags_version)}`;
