@@ -54,16 +54,19 @@ async function readWhileChanging(read: () => Promise<Omit<Read, 'startedAfterCha
   return { reads, changeStatus };
 }
 
+/** A read of `repository`'s tag list through node B. */
+async function tagListOnB(repository: string): Promise<Omit<Read, 'startedAfterChange'>> {
+  const res = await fetch(`${b}/v2/${repository}/tags/list`);
+  return { status: res.status, tags: ((await res.json()) as { tags: string[] }).tags };
+}
+
 describe('per-node caches and deletes through another node', () => {
   it('a tag deleted through A is gone from the tag list and by name on B at once', async () => {
     const repo = 'cache/tags';
     const image = makeImage('tags', [randomBytes(1000)]);
     for (const tag of ['v1', 'v2', 'v3']) await pushImage([a], a, repo, image, tag);
     const { reads, changeStatus } = await readWhileChanging(
-      async () => {
-        const res = await fetch(`${b}/v2/${repo}/tags/list`);
-        return { status: res.status, tags: ((await res.json()) as { tags: string[] }).tags };
-      },
+      () => tagListOnB(repo),
       async () => (await fetch(`${a}/v2/${repo}/manifests/v2`, { method: 'DELETE' })).status,
     );
     expect(changeStatus).toBe(202);
@@ -138,10 +141,7 @@ describe('per-node caches and deletes through another node', () => {
     const image = makeImage('new-tags', [randomBytes(1100)]);
     await pushImage([a], a, repo, image, 'v1');
     const { reads, changeStatus } = await readWhileChanging(
-      async () => {
-        const res = await fetch(`${b}/v2/${repo}/tags/list`);
-        return { status: res.status, tags: ((await res.json()) as { tags: string[] }).tags };
-      },
+      () => tagListOnB(repo),
       async () => (await putManifest(a, repo, 'v2', image.manifest)).status,
     );
     expect(changeStatus).toBe(201);

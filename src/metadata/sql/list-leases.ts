@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { waitAtLeast } from './read-cache.js';
 import type { Database } from './schema.js';
 
@@ -34,11 +34,7 @@ export class ListLeases {
 
   /** Takes or extends the lease on `key`; resolves to the local time (`clock`) it lasts until. */
   async take(key: string): Promise<number> {
-    const sent = this.clock();
-    await sql`insert into list_leases (key, until)
-              values (${key}, extract(epoch from clock_timestamp()) * 1000 + ${this.durationMs})
-              on conflict (key) do update set until = greatest(list_leases.until, excluded.until)`.execute(this.db);
-    return sent + this.durationMs;
+    return (await this.upsert(key, sql`true`))!;
   }
 
   /**
@@ -46,11 +42,16 @@ export class ListLeases {
    * listing of a name that does not exist keeps nothing, and must not leave a row behind (the
    * table would otherwise grow with every name that any client asks for).
    */
-  async takeForRepository(repository: string): Promise<number | null> {
+  takeForRepository(repository: string): Promise<number | null> {
+    return this.upsert(tagListKey(repository), sql`exists (select 1 from repositories where name = ${repository})`);
+  }
+
+  /** Writes the lease on `key` when `condition` holds; its end on the local clock, or null. */
+  private async upsert(key: string, condition: RawBuilder<unknown>): Promise<number | null> {
     const sent = this.clock();
     const result = await sql`insert into list_leases (key, until)
-                             select ${tagListKey(repository)}, extract(epoch from clock_timestamp()) * 1000 + ${this.durationMs}
-                             where exists (select 1 from repositories where name = ${repository})
+                             select ${key}, extract(epoch from clock_timestamp()) * 1000 + ${this.durationMs}
+                             where ${condition}
                              on conflict (key) do update set until = greatest(list_leases.until, excluded.until)`.execute(this.db);
     return (result.numAffectedRows ?? 0n) > 0n ? sent + this.durationMs : null;
   }

@@ -281,9 +281,7 @@ class SqlBlobs implements BlobQueries {
   }
 
   async mount(repository: string, digest: string, bytesPresent: () => Promise<boolean>): Promise<BlobRecord | null> {
-    let added = false;
-    const mounted = await transaction(this.db, async (trx) => {
-      added = false; // again on a retried attempt
+    const { mounted, added } = await transaction(this.db, async (trx) => {
       const at = this.now();
       const { id: repositoryId, empty } = await ensureRepository(trx, repository, at);
       // Write-locks the blob's row while it is live: garbage collection marks it, and deletes
@@ -295,15 +293,14 @@ class SqlBlobs implements BlobQueries {
         .where('deleting_since', 'is', null)
         .returning('size')
         .executeTakeFirst();
-      if (!live || !(await bytesPresent())) return null;
+      if (!live || !(await bytesPresent())) return { mounted: null, added: false };
       await enforceQuotaOnLink(trx, repository, repositoryId, { digest, size: Number(live.size) });
       await trx
         .insertInto('repository_blobs')
         .values({ repository_id: repositoryId, digest, created_at: at })
         .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
         .execute();
-      added = empty;
-      return { digest, size: Number(live.size) };
+      return { mounted: { digest, size: Number(live.size) }, added: empty };
     });
     await waitOutListings(this.leases, repository, { tag: false, repository: added });
     return mounted;
@@ -399,15 +396,15 @@ class SqlManifests implements ManifestQueries {
 
 
   async put(repository: string, manifest: NewManifest, tag?: string, options?: WriteOptions): Promise<void> {
-    let addedRepository = false;
-    const moved = await transaction(this.db, async (trx) => {
-      addedRepository = false; // again on a retried attempt
+    const { moved, addedRepository } = await transaction(this.db, async (trx) => {
       const { id: repositoryId, empty } = await ensureRepository(trx, repository, this.now());
       // Read the clock once the repository is locked, so that moves of a tag get their times in
       // the order they commit.
       const at = this.now();
       let manifestId = await findManifestId(trx, repositoryId, manifest.digest);
       const stored = manifestId === undefined;
+      // A stored manifest is the repository's content: an empty repository joins the catalog.
+      const addedRepository = stored && empty;
       if (manifestId === undefined) {
         await enforceQuotaOnManifest(trx, repository, repositoryId);
         // A stored manifest's references were checked when it was stored and are held since
@@ -449,7 +446,6 @@ class SqlManifests implements ManifestQueries {
           })
         ).rows[0];
         if (!inserted) throw new Error(`manifest ${manifest.digest}: the insert returned no row`);
-        addedRepository = empty;
         const id = inserted.id;
         manifestId = id;
         for (const chunk of chunks(blobs)) {
@@ -468,7 +464,7 @@ class SqlManifests implements ManifestQueries {
       const moved = tag === undefined ? null : await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at, options);
       // The outbox: the events commit with the change, or neither does.
       await writeEvents(trx, manifestPutEvents(repository, manifest, tag, stored, moved, options?.context), at);
-      return moved;
+      return { moved, addedRepository };
     });
     // A tag that pointed elsewhere may be cached (by its name) with its old manifest.
     if (moved?.previousDigest) await this.settle();
