@@ -151,7 +151,7 @@ async function main() {
   }
   for (const w of selected) {
     log(`workload ${w.id}: ${w.title}`);
-    const rec = { id: w.id, title: w.title, metrics: w.metrics.map(({ key, label, unit, better, target, note, chart }) => ({ key, label, unit, better, target, note, chart })), rounds: [], peakRssBytes: {} };
+    const rec = { id: w.id, title: w.title, metrics: w.metrics.map(({ key, label, unit, better, target, note, chart }) => ({ key, label, unit, better, target, note, chart })), rounds: [], peakRssBytes: {}, peakPssBytes: {} };
     results.workloads.push(rec);
     for (const k of ['A', 'B']) side[k].stats.resetWindow();
     if (w.warmup) for (const k of ['A', 'B']) if (!broken[k]) await w.warmup(side[k], clients[k]).catch(() => {});
@@ -195,7 +195,10 @@ async function main() {
       log(`  round ${round}: A ${fmtNum(entry.A?.[main])} B ${fmtNum(entry.B?.[main])}${entry.C ? ` ceiling ${fmtNum(entry.C[main])}` : ''} ${w.metrics[0].unit}${entry.A?.error ? ` A error: ${entry.A.error.slice(0, 120)}` : ''}${entry.B?.error ? ` B error: ${entry.B.error.slice(0, 120)}` : ''}`);
       rec.rounds.push(entry);
     }
-    for (const k of ['A', 'B']) rec.peakRssBytes[k] = side[k].stats.windowPeakRss();
+    for (const k of ['A', 'B']) {
+      rec.peakRssBytes[k] = side[k].stats.windowPeakRss();
+      rec.peakPssBytes[k] = side[k].stats.windowPeakPss();
+    }
   }
 
   const resources = {};

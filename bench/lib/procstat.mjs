@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 const SAMPLE_MS = 100;
 // Slot layout per tracked tree (Float64): peak tree RSS, window peak tree RSS, current tree RSS,
 // max over time of the summed per-process VmHWM, process count seen last, samples taken.
-const SLOT = 7;
+const SLOT = 9;
 const MAX_TREES = 8;
 
 function sysconf(name, fallback) {
@@ -111,7 +111,11 @@ if (!isMainThread && workerData?.procstat) {
       data[o + 3] = Math.max(data[o + 3], hsum);
       data[o + 4] = n;
       data[o + 5]++;
-      data[o + 6] = Math.max(data[o + 6], pss);
+      if (pss > 0) {
+        data[o + 6] = Math.max(data[o + 6], pss);
+        data[o + 7] = Math.max(data[o + 7], pss);
+        data[o + 8] = pss;
+      }
     }
   }, SAMPLE_MS);
 }
@@ -157,8 +161,9 @@ export function createSampler() {
         processes: () => data[o + 4],
         samples: () => data[o + 5],
         /** Starts a new window for windowPeakRss() (e.g. per workload). */
-        resetWindow() { data[o + 1] = data[o + 2]; },
+        resetWindow() { data[o + 1] = data[o + 2]; data[o + 7] = data[o + 8]; },
         windowPeakRss: () => data[o + 1],
+        windowPeakPss: () => data[o + 7],
         stop() { worker.postMessage({ remove: true, slot }); },
       };
     },

@@ -108,6 +108,8 @@ export function markdown(results, rows, svgName) {
   const peaks = results.workloads.filter((w) => w.peakRssBytes?.A != null);
   if (peaks.length) {
     L.push(`Peak RSS during each workload (MB, ${A} / ${B}): ` + peaks.map((w) => `${w.id} ${fmtNum(w.peakRssBytes.A / 1e6)} / ${fmtNum(w.peakRssBytes.B / 1e6)}`).join(' · '));
+    const pss = peaks.filter((w) => w.peakPssBytes?.A > 0);
+    if (pss.length) L.push('', `Peak PSS during each workload (MB, ${A} / ${B}): ` + pss.map((w) => `${w.id} ${fmtNum(w.peakPssBytes.A / 1e6)} / ${fmtNum(w.peakPssBytes.B / 1e6)}`).join(' · '));
     L.push('');
   }
   if (results.problems?.length) {
