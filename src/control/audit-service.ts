@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AuthService } from '../auth/service.js';
 import type { Actor } from '../auth/principal.js';
-import type { AuditEntry, AuditFilter, OffsetPage, Paged } from '../metadata/control-store.js';
+import type { AuditFilter, OffsetPage, Paged, StoredAuditEntry } from '../metadata/control-store.js';
 import type { AuditLog } from './audit.js';
 import { requireAccess, systemAccess } from './guard.js';
 import { parse, projectName } from './validation.js';
@@ -27,7 +27,7 @@ export class AuditService {
   ) {}
 
   /** `filter` as parsed by auditFilterInput. */
-  async search(actor: Actor, filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>> {
+  async search(actor: Actor, filter: AuditFilter, page: OffsetPage): Promise<Paged<StoredAuditEntry>> {
     if (filter.project !== undefined) parse(projectName, filter.project);
     if (filter.project === undefined) {
       await requireAccess(this.auth.authorizer, actor, systemAccess, 'only system administrators read the whole audit log; project owners may filter by their project');

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged } from '../metadata/control-store.js';
+import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged, StoredAuditEntry } from '../metadata/control-store.js';
 import { actorName, type Actor } from '../auth/principal.js';
 import { projectOf } from '../auth/authorizer.js';
 import { BatchedWrites } from './batched-writes.js';
@@ -29,9 +29,16 @@ export interface AuditLogOptions {
  * default 500 ms), so that recording a manifest pull costs no database write on the request's
  * path; a crash can lose the last fraction of a second of entries. `flush()` writes at once
  * (queries and shutdown call it).
+ *
+ * Identical events of one batch (same actor, address, action, target, result and detail: a
+ * client pulling one tag again and again) become one entry with their `count`, timed at the
+ * first. Under a pull load that keeps the log's size, and the writes, proportional to the
+ * distinct pulls instead of all of them, while every pull is still counted.
  */
 export class AuditLog {
   private buffer: AuditEntry[] = [];
+  /** The buffered entries by identity, to count repeats into. */
+  private readonly pending = new Map<string, AuditEntry>();
   private readonly writes: BatchedWrites<AuditEntry>;
   private readonly now: () => number;
 
@@ -44,7 +51,10 @@ export class AuditLog {
     this.writes = new BatchedWrites({
       flushMs: options.flushMs ?? 500,
       batchSize: options.batchSize ?? 500,
-      take: () => this.buffer.splice(0),
+      take: () => {
+        this.pending.clear();
+        return this.buffer.splice(0);
+      },
       write: (batch) => this.store.append(batch),
       // The log must not take requests down with it; the loss itself is logged.
       failed: (error, entries) => this.logger.error({ err: error, entries }, 'writing audit log entries failed'),
@@ -53,17 +63,21 @@ export class AuditLog {
 
   record(actor: Actor, event: AuditEvent): void {
     const principal = actor.principal;
-    this.buffer.push({
-      at: new Date(this.now()),
-      actor: actorName(principal),
-      actorKind: principal.kind,
-      address: actor.address,
-      action: event.action,
-      project: event.project !== undefined ? event.project : event.target ? projectOfTarget(event.target) : null,
-      target: event.target ?? null,
-      result: event.result,
-      detail: event.detail ?? null,
-    });
+    const name = actorName(principal);
+    const project = event.project !== undefined ? event.project : event.target ? projectOfTarget(event.target) : null;
+    const target = event.target ?? null;
+    const detail = event.detail ?? null;
+    // Fields joined by a byte that names, addresses and targets cannot hold.
+    const identity = `${name}\0${principal.kind}\0${actor.address}\0${event.action}\0${project}\0${target}\0${event.result}\0${detail === null ? '' : JSON.stringify(detail)}`;
+    const same = this.pending.get(identity);
+    if (same) {
+      // Already buffered, so a write is already due.
+      same.count = (same.count ?? 1) + 1;
+      return;
+    }
+    const entry: AuditEntry = { at: new Date(this.now()), actor: name, actorKind: principal.kind, address: actor.address, action: event.action, project, target, result: event.result, detail, count: 1 };
+    this.buffer.push(entry);
+    this.pending.set(identity, entry);
     this.writes.recorded(this.buffer.length);
   }
 
@@ -72,7 +86,7 @@ export class AuditLog {
     return this.writes.flush();
   }
 
-  async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>> {
+  async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<StoredAuditEntry>> {
     await this.flush();
     return this.store.query(filter, page);
   }

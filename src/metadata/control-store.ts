@@ -294,7 +294,12 @@ export interface AuditEntry {
   target: string | null;
   result: AuditResult;
   detail: Record<string, unknown> | null;
+  /** How many identical events within one batch this entry stands for (1 when absent). */
+  count?: number;
 }
+
+/** An entry as read back: with its id and its count. */
+export type StoredAuditEntry = AuditEntry & { id: string; count: number };
 
 export interface AuditFilter {
   actor?: string;
@@ -308,7 +313,7 @@ export interface AuditFilter {
 export interface AuditQueries {
   append(entries: AuditEntry[]): Promise<void>;
   /** Newest first. */
-  query(filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>>;
+  query(filter: AuditFilter, page: OffsetPage): Promise<Paged<StoredAuditEntry>>;
   purge(before: Date): Promise<number>;
 }
 

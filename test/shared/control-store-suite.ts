@@ -274,6 +274,10 @@ export function controlStoreSuite(name: string, create: () => Promise<ControlSto
       expect((await audit.query({ from: at(2), to: at(4) }, page)).items.map((e) => e.detail?.n)).toEqual([3, 2]);
       expect(await audit.purge(at(10))).toBe(4);
       expect((await audit.query({}, page)).total).toBe(450);
+      // An entry that stands for repeated events keeps its count; one without stands for one.
+      expect(robot.items.every((e) => e.count === 1)).toBe(true);
+      await audit.append([{ ...entry(500, 'carol', 'manifest.pull', 'team'), count: 1234 }]);
+      expect((await audit.query({ actor: 'carol' }, page)).items).toMatchObject([{ action: 'manifest.pull', count: 1234, target: 'team/app:v500' }]);
     });
 
     it('lists, summarises and deletes repositories, and lists tags with sizes for the API', async () => {

@@ -122,6 +122,8 @@ export interface AuditTable {
   result: string;
   /** JSON object or null. */
   detail: string | null;
+  /** How many identical events the row stands for (0013_audit_occurrences). */
+  occurrences: Generated<number>;
 }
 
 /** One-time facts (first-start bootstrap), written with INSERT … ON CONFLICT DO NOTHING. */

@@ -14,6 +14,7 @@ import { tagListVersionMigration } from './tag-list-migration.js';
 import { contentVersionMigration } from './content-version-migration.js';
 import { listLeaseMigration } from './list-lease-migration.js';
 import { leanUploadsMigration } from './lean-uploads-migration.js';
+import { auditOccurrencesMigration } from './audit-occurrences-migration.js';
 import { gcMigration } from './gc-migration.js';
 import { uploadBlobMigration } from './upload-blob-migration.js';
 import { housekeepingMigration } from './housekeeping-migration.js';
@@ -221,6 +222,7 @@ export function metadataMigrations(dialect: SqlDialect): Record<string, Migratio
     '0010_content_version': contentVersionMigration(dialect),
     '0011_list_leases': listLeaseMigration(dialect),
     '0012_lean_uploads': leanUploadsMigration(dialect),
+    '0013_audit_occurrences': auditOccurrencesMigration(),
   };
 }
 

@@ -1,9 +1,9 @@
-import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged } from '../../control-store.js';
+import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Paged, StoredAuditEntry } from '../../control-store.js';
 import { bulkInsert } from '../precompiled.js';
 import type { Database } from '../schema.js';
 import { date, id, type Db } from './common.js';
 
-const insertAuditRows = bulkInsert<Database>('audit_log', ['at', 'actor', 'actor_kind', 'address', 'action', 'project', 'target', 'result', 'detail']);
+const insertAuditRows = bulkInsert<Database>('audit_log', ['at', 'actor', 'actor_kind', 'address', 'action', 'project', 'target', 'result', 'detail', 'occurrences']);
 
 export class SqlAudit implements AuditQueries {
   constructor(private readonly db: Db) {}
@@ -20,11 +20,12 @@ export class SqlAudit implements AuditQueries {
       e.target,
       e.result,
       e.detail === null ? null : JSON.stringify(e.detail),
+      e.count ?? 1,
     ]);
     await this.db.transaction().execute((trx) => insertAuditRows(trx, rows));
   }
 
-  async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<AuditEntry & { id: string }>> {
+  async query(filter: AuditFilter, page: OffsetPage): Promise<Paged<StoredAuditEntry>> {
     let query = this.db.selectFrom('audit_log');
     if (filter.actor !== undefined) query = query.where('actor', '=', filter.actor);
     if (filter.project !== undefined) query = query.where('project', '=', filter.project);
@@ -49,6 +50,7 @@ export class SqlAudit implements AuditQueries {
         target: row.target,
         result: row.result as AuditResult,
         detail: row.detail === null ? null : (JSON.parse(row.detail) as Record<string, unknown>),
+        count: Number(row.occurrences),
       })),
     };
   }
