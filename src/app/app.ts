@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyListenOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/load.js';
 import { createHttpServer } from '../http/server.js';
@@ -30,8 +30,11 @@ export interface App {
   dispatcher: Dispatcher;
   /** Re-reads the TLS certificate and key (SIGHUP); resolves to false when not serving HTTPS. */
   reloadTls(): Promise<boolean>;
-  /** Starts listening; resolves to the bound address (host:port). */
-  listen(): Promise<string>;
+  /**
+   * Starts listening on `config.listen`, or (a node's other workers) on the first process's
+   * listening socket `handle`; resolves to the bound address (host:port).
+   */
+  listen(handle?: object): Promise<string>;
   /** Stops accepting, lets requests in flight finish (within the configured bound), closes stores. */
   close(): Promise<void>;
 }
@@ -109,11 +112,13 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
       (http.server as unknown as { setSecureContext(options: { cert: Buffer; key: Buffer }): void }).setSecureContext({ cert: fresh.cert, key: fresh.key });
       return true;
     },
-    async listen() {
+    async listen(handle?: object) {
       const separator = config.listen.lastIndexOf(':');
       const host = config.listen.slice(0, separator).replace(/^\[|\]$/g, '') || '0.0.0.0';
       const port = Number(config.listen.slice(separator + 1));
-      await http.listen({ host, port });
+      // With a handle Node ignores host and port (Fastify passes the options on to Node, but its
+      // types omit `handle`); the host keeps Fastify from binding `localhost` a second time.
+      await http.listen(handle ? ({ handle, host } as FastifyListenOptions) : { host, port });
       if (runsBackgroundJobs()) {
         retention.start();
         dispatcher.start();

@@ -1,109 +1,189 @@
-import cluster from 'node:cluster';
+import { fork, type ChildProcess } from 'node:child_process';
+import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/load.js';
 
 /**
- * V8 flags for worker processes. A young generation of 2 MiB semi-spaces instead of Node 20's
- * 16 MiB: a worker's garbage is short-lived (a request's objects), so small semi-spaces cost
- * a few more, cheap scavenges but keep about 25 MB less resident per worker (measured in
- * bench/README.md, "Memory"). An operator's own setting (NODE_OPTIONS or node flags) wins.
+ * A node's processes. The process that `stowage serve` starts serves requests itself and, with
+ * `workers` > 1, starts `workers - 1` more worker processes that accept connections on its
+ * listening socket (passed to them over the IPC channel; the kernel spreads connections between
+ * all of them). Every piece of state that must be shared lives in the metadata database and the
+ * blob store, never in a process's memory, so any process can serve any request.
+ *
+ * Why the first process serves instead of only supervising: a supervisor that serves nothing
+ * still holds a Node runtime and Stowage's configuration code, about 30 MB (a fifth of a
+ * two-worker node's memory; bench/README.md, "Memory"). What it would add — surviving a crash of
+ * the serving code — the node's own supervisor (systemd, Kubernetes) gives anyway by restarting
+ * the node; a crashed worker is still replaced here, while the others serve.
  */
-function workerExecArgv(): string[] {
-  const own = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  const flags = own.some((flag) => flag.startsWith('--max-semi-space-size')) ? [] : ['--max-semi-space-size=2'];
-  return [...process.execArgv, ...flags];
+
+/** Set in a worker's environment: the pid of the process that started it. */
+const PRIMARY_PID_ENV = 'STOWAGE_PRIMARY_PID';
+/** A worker's number (1, 2, …); the first process is 0. */
+const WORKER_INDEX_ENV = 'STOWAGE_WORKER_INDEX';
+/** Worker → first process: built, send me the socket. */
+const READY_MESSAGE = 'stowage:ready-to-listen';
+/** First process → worker, with the listening socket's handle. */
+const LISTEN_MESSAGE = 'stowage:listen';
+/** Worker → first process: accepting connections. */
+const LISTENING_MESSAGE = 'stowage:listening';
+
+// Decided once at start, from what the first process set: a worker orphaned while it loads its
+// modules must still know it is one (and exit), not become a node of its own.
+const primaryPid = Number(process.env[PRIMARY_PID_ENV] ?? 0);
+const workerIndex = primaryPid > 0 && typeof process.send === 'function' ? Math.max(1, Number(process.env[WORKER_INDEX_ENV] ?? 1)) : 0;
+// Not inherited by what a worker may start.
+delete process.env[PRIMARY_PID_ENV];
+delete process.env[WORKER_INDEX_ENV];
+
+/** Whether this process is a worker started by a node's first process. */
+export function isWorker(): boolean {
+  return workerIndex > 0;
+}
+
+/** Whether this process runs the background jobs and prepares the database (one per node: the first). */
+export function runsBackgroundJobs(): boolean {
+  return !isWorker();
 }
 
 /**
- * Runs `workers` HTTP worker processes that share the listening socket (the kernel spreads
- * connections between them). Every piece of state that must be shared lives in the metadata
- * database and the blob store, never in a worker's memory, so any worker can serve any request.
- * The first worker migrates the database before the others start; the primary restarts workers
- * that die, and on SIGTERM or SIGINT stops them gracefully.
+ * In the first process: starts the other workers and keeps them running. `share(server)` hands
+ * them the listening socket once the first process listens (workers that are ready before wait
+ * for it); a worker that dies is replaced; `stop()` stops them gracefully.
  */
-export async function runPrimary(config: ResolvedConfig, logger: Logger): Promise<void> {
-  // Each worker accepts connections itself instead of the primary handing them over.
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
-  cluster.setupPrimary({ execArgv: workerExecArgv() });
-  let stopping = false;
-  let listening = 0;
-  const startFailures: number[] = [];
-  // The first worker prepares the metadata database (migrations, stale leases) before it
-  // listens, and only then do the others start: the primary itself never opens the database,
-  // so it stays a small process (its memory counts in the benchmark's peak).
-  const fork = (index: number, prepare = false) => {
-    const worker = cluster.fork({ STOWAGE_WORKER_INDEX: String(index), ...(prepare ? { STOWAGE_PREPARE_METADATA: '1' } : {}) });
-    let served = false;
-    // The others start as soon as the database is ready, while the first builds its app.
-    if (prepare) worker.on('message', (message) => {
-      if (message === PREPARED_MESSAGE) for (let i = 1; i < config.workers; i++) fork(i);
-    });
-    worker.on('listening', (address) => {
-      served = true;
-      startFailures[index] = 0;
-      listening++;
-      if (listening === config.workers) {
-        logger.info({ address: `${address.address ?? '0.0.0.0'}:${address.port}`, workers: config.workers, dataDir: config.dataDir }, 'stowage listening');
-      }
-    });
-    worker.on('exit', (code, signal) => {
-      if (stopping) return;
-      const next = afterWorkerExit(served, served ? listening - 1 : listening, startFailures[index] ?? 0);
-      if (next.action === 'stop') {
-        logger.fatal({ worker: index, code, signal }, 'worker failed to start; stopping');
-        stop('SIGTERM', 1);
-        return;
-      }
-      if (served) listening--;
-      else startFailures[index] = (startFailures[index] ?? 0) + 1;
-      logger.error({ worker: index, code, signal, retryInMs: next.delayMs }, served ? 'worker died; starting a new one' : 'worker failed to start; starting it again');
-      setTimeout(() => fork(index), next.delayMs).unref();
-    });
-  };
-  fork(0, true);
+export class Workers {
+  private readonly children = new Map<number, ChildProcess>();
+  private readonly waiting = new Set<ChildProcess>();
+  private readonly startFailures: number[] = [];
+  private server: Server | undefined;
+  private listening = 0;
+  private stopping = false;
 
-  function stop(signal: NodeJS.Signals, exitCode = 0) {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down workers');
-    const workers = Object.values(cluster.workers ?? {}).filter((w) => w && !w.isDead());
-    let alive = workers.length;
-    if (alive === 0) process.exit(exitCode);
-    for (const worker of workers) {
-      worker?.once('exit', () => {
-        if (--alive === 0) process.exit(exitCode);
-      });
-      worker?.process.kill('SIGTERM');
-    }
+  constructor(
+    private readonly count: number,
+    private readonly logger: Logger,
+    /** Called once, when every worker accepts connections. */
+    private readonly onAllListening: () => void,
+  ) {}
+
+  start(): void {
+    for (let index = 1; index < this.count; index++) this.fork(index);
   }
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  // Reload (TLS certificate and key): each worker re-reads them.
-  process.on('SIGHUP', () => {
-    for (const worker of Object.values(cluster.workers ?? {})) if (worker && !worker.isDead()) worker.process.kill('SIGHUP');
+
+  /** The first process listens on `server`: the workers accept on the same socket. */
+  share(server: Server): void {
+    this.server = server;
+    for (const child of this.waiting) this.sendSocket(child);
+    this.waiting.clear();
+  }
+
+  /** Passes SIGHUP (reload the TLS files) on to every worker. */
+  reload(): void {
+    for (const child of this.children.values()) child.kill('SIGHUP');
+  }
+
+  /** Sends every worker SIGTERM; resolves when all have exited. */
+  stop(): Promise<void> {
+    this.stopping = true;
+    const alive = [...this.children.values()].filter((child) => child.exitCode === null && child.signalCode === null);
+    return Promise.all(
+      alive.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            child.once('exit', () => resolve());
+            child.kill('SIGTERM');
+          }),
+      ),
+    ).then(() => undefined);
+  }
+
+  private fork(index: number): void {
+    const child = fork(process.argv[1]!, process.argv.slice(2), {
+      env: { ...process.env, [PRIMARY_PID_ENV]: String(process.pid), [WORKER_INDEX_ENV]: String(index) },
+      // The same node flags (e.g. tsx in tests); the young generation is set up by young-generation.ts.
+      execArgv: process.execArgv,
+    });
+    this.children.set(index, child);
+    let served = false;
+    child.on('message', (message) => {
+      if (message === READY_MESSAGE) {
+        if (this.server) this.sendSocket(child);
+        else this.waiting.add(child);
+      } else if (message === LISTENING_MESSAGE && !served) {
+        served = true;
+        this.startFailures[index] = 0;
+        if (++this.listening === this.count - 1) this.onAllListening();
+      }
+    });
+    // A failed send (the worker died meanwhile) shows up as its exit.
+    child.on('error', (error) => this.logger.debug({ err: error, worker: index }, 'worker channel error'));
+    child.on('exit', (code, signal) => {
+      this.waiting.delete(child);
+      if (this.children.get(index) === child) this.children.delete(index);
+      if (served) this.listening--;
+      if (this.stopping) return;
+      const failures = served ? 0 : (this.startFailures[index] ?? 0);
+      const delayMs = restartDelay(served, failures);
+      if (!served) this.startFailures[index] = failures + 1;
+      this.logger.error({ worker: index, code, signal, retryInMs: delayMs }, served ? 'worker died; starting a new one' : 'worker failed to start; starting it again');
+      setTimeout(() => {
+        if (!this.stopping) this.fork(index);
+      }, delayMs).unref();
+    });
+  }
+
+  private sendSocket(child: ChildProcess): void {
+    // The raw handle of the listening socket: the worker's own HTTP server listens on it.
+    const handle = (this.server as unknown as { _handle: object | null })._handle;
+    if (!handle || !child.connected) return;
+    child.send(LISTEN_MESSAGE, handle as Parameters<ChildProcess['send']>[1]);
+  }
+}
+
+/**
+ * How long to wait before starting a worker again: one that served and died is replaced soon;
+ * one that failed to start (the database away while it started, say) is retried with a
+ * backoff that doubles up to 30 s, while the first process and the other workers serve.
+ */
+export function restartDelay(served: boolean, startFailures: number): number {
+  if (served) return 500;
+  return Math.min(30_000, 1_000 * 2 ** (startFailures + 1));
+}
+
+/** In a worker, once its app is built: the first process's listening socket. */
+export function receiveListeningSocket(): Promise<object> {
+  return new Promise((resolve) => {
+    const onMessage = (message: unknown, handle: unknown) => {
+      if (message !== LISTEN_MESSAGE || !handle) return;
+      process.off('message', onMessage);
+      resolve(handle);
+    };
+    process.on('message', onMessage);
+    process.send!(READY_MESSAGE);
   });
 }
 
-/**
- * What the primary does when a worker exits: `served` whether it had listened, `listening` how
- * many others serve, `startFailures` how often this one failed to start in a row. A worker that
- * never started while no other serves hits what holds for all (port taken, bad data directory,
- * no database): stop, and leave restarting the node to its supervisor. If others serve, its
- * failure was a passing one (the database went away while it started): start it again, backing
- * off, rather than stop the workers that serve. One that served and died is replaced.
- */
-export function afterWorkerExit(served: boolean, listening: number, startFailures: number): { action: 'stop' } | { action: 'restart'; delayMs: number } {
-  if (served) return { action: 'restart', delayMs: 500 };
-  if (listening === 0) return { action: 'stop' };
-  return { action: 'restart', delayMs: Math.min(30_000, 1_000 * 2 ** (startFailures + 1)) };
+/** In a worker: tells the first process it accepts connections. */
+export function reportListening(): void {
+  process.send?.(LISTENING_MESSAGE);
+}
+
+/** In a worker: dies with the first process, so that a killed node leaves no orphan serving. */
+export function exitWithPrimary(): void {
+  if (!isWorker()) return;
+  // Gone already while this worker loaded its modules: the event has passed.
+  if (!process.connected || process.ppid !== primaryPid) process.exit(1);
+  process.on('disconnect', () => process.exit(1));
+  // And in case the channel's end goes unnoticed: a worker whose parent changed was orphaned.
+  setInterval(() => process.ppid !== primaryPid && process.exit(1), 1_000).unref();
 }
 
 /**
- * Before any server process starts: brings the database's schema up to date (once, so that
- * workers never race on migrations; PostgreSQL also serialises nodes with an advisory lock).
- * With embedded SQLite, also releases the upload write leases that a previous, dead process of
- * this node may still hold. Never with PostgreSQL: the other nodes are alive and hold theirs
- * (a dead node's leases simply expire).
+ * Before the node serves: brings the database's schema up to date (once, so that workers never
+ * race on migrations; PostgreSQL also serialises nodes with an advisory lock). With embedded
+ * SQLite, also releases the upload write leases that a previous, dead process of this node may
+ * still hold. Never with PostgreSQL: the other nodes are alive and hold theirs (a dead node's
+ * leases simply expire).
  */
 export async function prepareEmbeddedMetadata(config: ResolvedConfig, logger: Logger): Promise<void> {
   const { openMetadataStore } = await import('../metadata/index.js');
@@ -116,26 +196,4 @@ export async function prepareEmbeddedMetadata(config: ResolvedConfig, logger: Lo
   } finally {
     await metadata.close();
   }
-  if (cluster.isWorker) process.send?.(PREPARED_MESSAGE);
-}
-
-/** What the first worker tells the primary once the database is ready for the others. */
-const PREPARED_MESSAGE = 'stowage:metadata-prepared';
-
-/** Whether this process prepares the metadata database: a single process, or the first worker. */
-export function preparesMetadata(): boolean {
-  return cluster.isPrimary || (process.env.STOWAGE_PREPARE_METADATA === '1' && cluster.isWorker);
-}
-
-/** In a worker: dies with the primary, so that a killed primary leaves no orphan serving. */
-export function exitWithPrimary(): void {
-  if (!cluster.isWorker) return;
-  process.on('disconnect', () => process.exit(1));
-  // Talking to a primary that is gone (e.g. while starting to listen) fails with EPIPE.
-  cluster.worker?.on('error', () => process.exit(1));
-}
-
-/** Whether this process runs the background jobs (one process per node does). */
-export function runsBackgroundJobs(): boolean {
-  return !cluster.isWorker || process.env.STOWAGE_WORKER_INDEX === '0';
 }

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ResolvedConfig } from '../config/load.js';
 import { ControlError } from '../control/errors.js';
 // Types only: the clients (and what they load) are imported when a command runs, so that
-// `stowage serve` (whose cluster primary stays small) does not load them.
+// `stowage serve` does not load them.
 import type { ControlClient, ListResult } from './control-client.js';
 
 /**

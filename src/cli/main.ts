@@ -1,10 +1,9 @@
-import { allowYoungGenerationGrowth } from './young-generation.js';
+import './young-generation.js';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { settings } from '../config/schema.js';
-import cluster from 'node:cluster';
-import { exitWithPrimary, prepareEmbeddedMetadata, preparesMetadata, runPrimary } from '../app/cluster.js';
+import { Workers, exitWithPrimary, isWorker, prepareEmbeddedMetadata, receiveListeningSocket, reportListening } from '../app/cluster.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -34,15 +33,28 @@ serve.action(async (options: Record<string, string | undefined>) => {
   let reload: (() => void) | undefined;
   let reloadPending = false;
   process.on('SIGHUP', () => (reload ? reload() : (reloadPending = true)));
-  if (config.workers > 1 && cluster.isPrimary) return runPrimary(config, logger);
+  // The first process prepares the database, starts the other workers (src/app/cluster.ts) and
+  // serves too; workers build their app and then accept on its listening socket.
   exitWithPrimary();
-  allowYoungGenerationGrowth();
-  if (preparesMetadata()) await prepareEmbeddedMetadata(config, logger);
-  // Loaded here so that a cluster primary, which serves nothing, stays small.
+  let workers: Workers | undefined;
+  let workersListening: Promise<void> = Promise.resolve();
+  if (!isWorker()) {
+    await prepareEmbeddedMetadata(config, logger);
+    if (config.workers > 1) {
+      workersListening = new Promise((resolve) => (workers = new Workers(config.workers, logger, resolve)));
+      workers!.start();
+    }
+  }
   const { createApp } = await import('../app/app.js');
   const app = await createApp(config, logger);
-  const address = await app.listen();
-  if (cluster.isPrimary) logger.info({ address, dataDir: config.dataDir }, `stowage listening on ${address}`);
+  if (isWorker()) {
+    await app.listen(await receiveListeningSocket());
+    reportListening();
+  } else {
+    const address = await app.listen();
+    workers?.share(app.http.server);
+    void workersListening.then(() => logger.info({ address, workers: config.workers, dataDir: config.dataDir }, `stowage listening on ${address}`));
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -50,7 +62,7 @@ serve.action(async (options: Record<string, string | undefined>) => {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     try {
-      await app.close();
+      await Promise.all([workers?.stop(), app.close()]);
       process.exit(0);
     } catch (error) {
       logger.error({ err: error }, 'shutdown failed');
@@ -60,6 +72,7 @@ serve.action(async (options: Record<string, string | undefined>) => {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   reload = () => {
+    workers?.reload();
     app.reloadTls().then(
       (reloaded) => logger.info({ reloaded }, reloaded ? 'TLS certificate and key reloaded' : 'SIGHUP: not serving HTTPS, nothing to reload'),
       (error: unknown) => logger.error({ err: error }, 'reloading the TLS certificate and key failed; keeping the current ones'),
@@ -76,9 +89,8 @@ function flagProperty(flag: string): string {
     .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-// `stowage serve` (its cluster primary and every worker) loads none of the other commands: their
-// modules pull in the control plane's clients, the S3 SDK and more, and the primary, which
-// serves nothing, should stay small (peak memory is one of the benchmark's rows).
+// `stowage serve` (each of its processes) loads none of the other commands: their modules pull in
+// the control plane's clients, the S3 SDK and more (peak memory is one of the benchmark's rows).
 if (process.argv[2] !== 'serve') {
   const [admin, lifecycle, housekeeping, webhook, gc, migrate] = await Promise.all([
     import('./admin.js'),

@@ -72,7 +72,8 @@ describe('project quotas', () => {
     expect(ociError(mounted, 403, 'DENIED').message).toMatch(refusal(used, 3072));
     expect((await app.head(`/v2/team/app/blobs/${sha256(big)}`)).statusCode).toBe(404);
     const refusals = await apiOk(app, 'GET', '/audit?action=quota.exceeded&result=denied', { as: ADMIN });
-    expect(refusals.items).toHaveLength(3);
+    // Three refusals; the monolithic POST's and the mount's are identical, so they share an entry.
+    expect(refusals.items.reduce((sum: number, e: { count: number }) => sum + e.count, 0)).toBe(3);
     expect(refusals.items[0]).toMatchObject({ target: 'team/app', project: 'team', detail: { kind: 'bytes', used, limit: 3072, adding: 1500 } });
   });
 
