@@ -172,6 +172,20 @@ describe('the token endpoint (GET)', () => {
     expect((await app.get('/auth/token', { authorization: 'Bearer abc' })).statusCode).toBe(401);
   });
 
+  it('verifies a password once a minute for repeated token requests, and a wrong one every time', async () => {
+    const auditOf = async (result: string) => {
+      const entries = (await apiOk(app, 'GET', `/audit?actor=outsider&action=login&result=${result}`, { as: ADMIN })).items as { count: number; detail: { method: string } }[];
+      return entries.filter((e) => e.detail.method === 'token').reduce((sum, e) => sum + e.count, 0);
+    };
+    const before = await auditOf('success');
+    for (let i = 0; i < 5; i++) expect((await requestToken(app, outsider, ['repository:open/app:pull'])).statusCode).toBe(200);
+    // One verification (and one login in the audit log) for the five requests.
+    expect((await auditOf('success')) - before).toBeLessThanOrEqual(1);
+    const failures = await auditOf('failure');
+    for (let i = 0; i < 3; i++) expect((await requestToken(app, { ...outsider, password: `${outsider.password}-wrong` }, [])).statusCode).toBe(401);
+    expect((await auditOf('failure')) - failures).toBe(3);
+  });
+
   it('does not tell existing users from unknown ones by timing', async () => {
     const time = async (username: string) => {
       const start = process.hrtime.bigint();

@@ -46,7 +46,9 @@ export async function tokenRoutes(app: FastifyInstance, { auth, service }: Token
     let principal: Principal = anonymous;
     if (presented.scheme === 'basic') {
       try {
-        principal = await auth.login(presented.credentials, context);
+        // Clients ask for a token per repository and push with the same credentials (docker,
+        // containerd, CI scripts): one argon2 verification a minute, not one per token.
+        principal = await auth.loginEachRequest(presented.credentials, context);
       } catch (error) {
         if (error instanceof TooManyFailuresError) return registryError(retryAfter(reply, error), 429, 'TOO_MANY_REQUESTS', error.message);
         // No `WWW-Authenticate: Basic` challenge: a browser would prompt, then send the cached
