@@ -67,8 +67,8 @@ export class AuditLog {
     const project = event.project !== undefined ? event.project : event.target ? projectOfTarget(event.target) : null;
     const target = event.target ?? null;
     const detail = event.detail ?? null;
-    // Fields joined by a byte that names, addresses and targets cannot hold.
-    const identity = `${name}\0${principal.kind}\0${actor.address}\0${event.action}\0${project}\0${target}\0${event.result}\0${detail === null ? '' : JSON.stringify(detail)}`;
+    // JSON keeps the fields apart whatever they hold (a failed login's user name is anyone's).
+    const identity = JSON.stringify([name, principal.kind, actor.address, event.action, project, target, event.result, detail]);
     const same = this.pending.get(identity);
     if (same) {
       // Already buffered, so a write is already due.
