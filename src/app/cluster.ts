@@ -19,8 +19,6 @@ import type { ResolvedConfig } from '../config/load.js';
 
 /** Set in a worker's environment: the pid of the process that started it. */
 const PRIMARY_PID_ENV = 'STOWAGE_PRIMARY_PID';
-/** A worker's number (1, 2, …); the first process is 0. */
-const WORKER_INDEX_ENV = 'STOWAGE_WORKER_INDEX';
 /** Worker → first process: built, send me the socket. */
 const READY_MESSAGE = 'stowage:ready-to-listen';
 /** First process → worker, with the listening socket's handle. */
@@ -31,14 +29,13 @@ const LISTENING_MESSAGE = 'stowage:listening';
 // Decided once at start, from what the first process set: a worker orphaned while it loads its
 // modules must still know it is one (and exit), not become a node of its own.
 const primaryPid = Number(process.env[PRIMARY_PID_ENV] ?? 0);
-const workerIndex = primaryPid > 0 && typeof process.send === 'function' ? Math.max(1, Number(process.env[WORKER_INDEX_ENV] ?? 1)) : 0;
+const startedAsWorker = primaryPid > 0 && typeof process.send === 'function';
 // Not inherited by what a worker may start.
 delete process.env[PRIMARY_PID_ENV];
-delete process.env[WORKER_INDEX_ENV];
 
 /** Whether this process is a worker started by a node's first process. */
 export function isWorker(): boolean {
-  return workerIndex > 0;
+  return startedAsWorker;
 }
 
 /** Whether this process runs the background jobs and prepares the database (one per node: the first). */
@@ -52,19 +49,22 @@ export function runsBackgroundJobs(): boolean {
  * for it); a worker that dies is replaced; `stop()` stops them gracefully.
  */
 export class Workers {
+  /** Resolves once every worker has accepted connections (the first time). */
+  readonly allListening: Promise<void>;
   private readonly children = new Map<number, ChildProcess>();
   private readonly waiting = new Set<ChildProcess>();
   private readonly startFailures: number[] = [];
   private server: Server | undefined;
   private listening = 0;
   private stopping = false;
+  private announce: () => void = () => undefined;
 
   constructor(
     private readonly count: number,
     private readonly logger: Logger,
-    /** Called once, when every worker accepts connections. */
-    private readonly onAllListening: () => void,
-  ) {}
+  ) {
+    this.allListening = new Promise((resolve) => (this.announce = resolve));
+  }
 
   start(): void {
     for (let index = 1; index < this.count; index++) this.fork(index);
@@ -99,7 +99,7 @@ export class Workers {
 
   private fork(index: number): void {
     const child = fork(process.argv[1]!, process.argv.slice(2), {
-      env: { ...process.env, [PRIMARY_PID_ENV]: String(process.pid), [WORKER_INDEX_ENV]: String(index) },
+      env: { ...process.env, [PRIMARY_PID_ENV]: String(process.pid) },
       // The same node flags (e.g. tsx in tests); the young generation is set up by young-generation.ts.
       execArgv: process.execArgv,
     });
@@ -112,7 +112,7 @@ export class Workers {
       } else if (message === LISTENING_MESSAGE && !served) {
         served = true;
         this.startFailures[index] = 0;
-        if (++this.listening === this.count - 1) this.onAllListening();
+        if (++this.listening === this.count - 1) this.announce();
       }
     });
     // A failed send (the worker died meanwhile) shows up as its exit.

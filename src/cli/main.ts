@@ -37,12 +37,11 @@ serve.action(async (options: Record<string, string | undefined>) => {
   // serves too; workers build their app and then accept on its listening socket.
   exitWithPrimary();
   let workers: Workers | undefined;
-  let workersListening: Promise<void> = Promise.resolve();
   if (!isWorker()) {
     await prepareEmbeddedMetadata(config, logger);
     if (config.workers > 1) {
-      workersListening = new Promise((resolve) => (workers = new Workers(config.workers, logger, resolve)));
-      workers!.start();
+      workers = new Workers(config.workers, logger);
+      workers.start();
     }
   }
   const { createApp } = await import('../app/app.js');
@@ -53,7 +52,7 @@ serve.action(async (options: Record<string, string | undefined>) => {
   } else {
     const address = await app.listen();
     workers?.share(app.http.server);
-    void workersListening.then(() => logger.info({ address, workers: config.workers, dataDir: config.dataDir }, `stowage listening on ${address}`));
+    void (workers?.allListening ?? Promise.resolve()).then(() => logger.info({ address, workers: config.workers, dataDir: config.dataDir }, `stowage listening on ${address}`));
   }
 
   let stopping = false;

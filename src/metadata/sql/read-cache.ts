@@ -19,8 +19,8 @@ interface CacheLimits<V> {
  * `version` must change whenever such a change may have committed, and must be read cheaply on
  * every lookup. SQLite gives this (a read of the WAL-index header, then `PRAGMA data_version` plus
  * a count of this connection's own writes, and behind them the `content_version` counter; see
- * sqlite.ts); PostgreSQL does not
- * without a round trip, so scale-out nodes use TimedReadCache instead.
+ * sqlite.ts); PostgreSQL does not without a round trip, so scale-out nodes use TimedReadCache
+ * instead.
  */
 export class VersionedReadCache<V> implements ReadCache<V> {
   private readonly entries: BoundedEntries<V>;
