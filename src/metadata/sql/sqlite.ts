@@ -4,7 +4,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import { migrateMetadataToLatest } from './migrations.js';
 import type { Database } from './schema.js';
-import { LockWaitingSqliteDialect, WRITE_LOCK_WAIT_MS } from './sqlite-lock-wait.js';
+import { LockWaitingSqliteDialect, isBusy } from './sqlite-lock-wait.js';
 import { SqliteCommitProbe } from './sqlite-commit-probe.js';
 import { SqlMetadataStore, type SqlMetadataStoreOptions } from './sql-metadata-store.js';
 
@@ -35,7 +35,9 @@ export async function openSqliteMetadataStore(
     // would fsync the WAL on every commit).
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma(`busy_timeout = ${WRITE_LOCK_WAIT_MS}`);
+    // No waiting inside SQLite: a statement that finds the database locked fails at once and
+    // the dialect waits on a timer instead (sqlite-lock-wait.ts).
+    sqlite.pragma('busy_timeout = 0');
     // Reads go through a shared memory map of the file instead of each process's private page
     // cache: the kernel keeps one copy for every worker, and a read is a memory access, not a
     // pread. The private cache then only holds pages being written, so 1 MiB is plenty (the
@@ -56,14 +58,25 @@ export async function openSqliteMetadataStore(
     const contentVersion = sqlite.prepare('select version from content_version where id = 1').pluck();
     let committed = -1;
     let content = -1;
+    let unsure = false;
     const changeVersion = () => {
-      if (probe && !probe.changed()) return content;
-      const now = (dataVersion.get() as number) + connection.writes();
-      if (now !== committed) {
-        committed = now;
-        content = contentVersion.get() as number;
+      if (probe && !probe.changed() && !unsure) return content;
+      try {
+        const now = (dataVersion.get() as number) + connection.writes();
+        if (now !== committed) {
+          committed = now;
+          content = contentVersion.get() as number;
+        }
+        unsure = false;
+        return content;
+      } catch (error) {
+        // The database is busy (another process recovering the WAL): no version, so the cache
+        // neither answers nor keeps this lookup, and the next one checks again.
+        if (!isBusy(error)) throw error;
+        committed = -1;
+        unsure = true;
+        return Number.NaN;
       }
-      return content;
     };
     return new SqlMetadataStore(db, { changeVersion, ...options });
   } catch (error) {
