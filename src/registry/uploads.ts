@@ -5,6 +5,7 @@ import { createDigester, requireDigest, type ParsedDigest } from './digest.js';
 import { RegistryError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { readWholeBody, type WholeBody } from './whole-body.js';
+import { uploadGarbage } from './young-garbage.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { InvalidOffsetError, UploadNotFoundError } from '../storage/blob-store.js';
 import { UploadSessionNotFoundError, type AppendLease, type MetadataStore, type UploadRecord } from '../metadata/metadata-store.js';
@@ -153,7 +154,7 @@ export class UploadService {
     let committed = false;
     try {
       const hash = createDigester(digest.algorithm);
-      const size = await this.blobStore.appendUpload(id, hashing(source, hash), 0);
+      const size = await this.blobStore.appendUpload(id, tap(source, hash), 0);
       if (length !== undefined && size !== length) throw sizeMismatch(length, size);
       const actual = hash.digest('hex');
       if (actual !== digest.hex) throw digestMismatch(digest, actual);
@@ -379,7 +380,7 @@ export class UploadService {
     this.hashes.delete(upload.id);
     let size: number;
     try {
-      size = await this.blobStore.appendUpload(upload.id, hashable ? hashing(body, hashable.hash) : body, upload.size);
+      size = await this.blobStore.appendUpload(upload.id, tap(body, hashable?.hash), upload.size);
     } catch (error) {
       throw uploadDataError(error, upload.id);
     }
@@ -399,7 +400,7 @@ export class UploadService {
       actual = state.hash.copy().digest('hex');
     } else {
       const hash = createDigester(digest.algorithm);
-      await pipeline(await this.blobStore.readUpload(id, size), hashing(null, hash), async function* (source) {
+      await pipeline(await this.blobStore.readUpload(id, size), tap(null, hash), async function* (source) {
         for await (const _ of source);
       });
       actual = hash.digest('hex');
@@ -413,16 +414,20 @@ export function rangeHeader(size: number): string {
   return `0-${Math.max(size - 1, 0)}`;
 }
 
-/** Passes a stream through while feeding a hash. With a null source, returns the Transform. */
-function hashing(source: Readable | null, hash: Hash): Transform {
-  const tap = new Transform({
+/**
+ * Passes a stream through while feeding a hash (if any) and counting its bytes for the young
+ * generation's collections (young-garbage.ts). With a null source, returns the Transform.
+ */
+function tap(source: Readable | null, hash?: Hash): Transform {
+  const transform = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
+      hash?.update(chunk);
+      uploadGarbage.passed(chunk.length);
       callback(null, chunk);
     },
   });
   // pipeline (not pipe) so that an aborted request also ends the tap with an error.
-  return source ? pipe(source, tap, () => undefined) : tap;
+  return source ? pipe(source, transform, () => undefined) : transform;
 }
 
 /** Storage errors about a session's data (lost or cut short, e.g. by a crash), as client errors. */
