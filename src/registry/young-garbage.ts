@@ -9,10 +9,10 @@ export const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
  * new buffer of up to 64 KiB, dead once written on. V8 frees a dead buffer's memory only when a
  * collection finds it, and its young-generation collections are paced by the small JS objects a
  * stream allocates, not by the buffers' bytes: at 300 MB/s, tens of MB of dead buffers stayed
- * resident. Asking for a young-generation collection (a scavenge, well under a millisecond with
- * 1 MiB semi-spaces) after every 8 MiB of body keeps that below about 8 MiB: the peak resident
- * memory of a 1 GiB push fell from 151–155 to 128–135 MB (bench/README.md, "Memory"). A full
- * collection instead raised it.
+ * resident. Asking for a young-generation collection (a scavenge of the 1 MiB semi-spaces, not
+ * a full collection) after every 8 MiB of body frees them as the upload goes: the peak resident
+ * memory of a 1 GiB push fell by about 20 MB (bench/README.md, "Changes and their effect"). A
+ * full collection instead raised it.
  */
 export class YoungGarbage {
   private pending = 0;
