@@ -17,15 +17,12 @@ export const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
 export class YoungGarbage {
   private pending = 0;
 
-  constructor(
-    private readonly collect: () => void,
-    private readonly every = COLLECT_EVERY_BYTES,
-  ) {}
+  constructor(private readonly collect: () => void) {}
 
-  /** Counts `bytes` of streamed body; collects when another `every` bytes went through. */
+  /** Counts `bytes` of streamed body; collects when another COLLECT_EVERY_BYTES went through. */
   passed(bytes: number): void {
     this.pending += bytes;
-    if (this.pending < this.every) return;
+    if (this.pending < COLLECT_EVERY_BYTES) return;
     this.pending = 0;
     this.collect();
   }

@@ -2,6 +2,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { Kysely, sql, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { LockWaitingSqliteDialect } from '../../src/metadata/sql/sqlite-lock-wait.js';
+import { contentVersionReader } from '../../src/metadata/sql/sqlite.js';
 
 /**
  * The connection runs with busy_timeout 0, so a statement that finds the database locked fails at
@@ -69,5 +70,56 @@ describe('SQLite statements that find the database busy', () => {
     const { db, calls } = busyDatabase(1);
     await expect(db.transaction().execute((tx) => sql`insert into t values (1)`.execute(tx))).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
     expect(calls).toEqual(['begin immediate', 'insert into t values (1)', 'rollback']);
+  });
+});
+
+describe("the read cache's version when the database is busy", () => {
+  const busy = () => Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY_RECOVERY' });
+
+  it('is no version (NaN) while busy, and read again in full on the next lookup', () => {
+    let commits = 1;
+    let content = 10;
+    let failNext: 'commits' | 'content' | null = null;
+    let walChanged = true;
+    const version = contentVersionReader({
+      walChanged: () => walChanged,
+      commits: () => {
+        if (failNext === 'commits') throw busy();
+        return commits;
+      },
+      contentVersion: () => {
+        if (failNext === 'content') throw busy();
+        return content;
+      },
+    });
+    expect(version()).toBe(10);
+
+    // Another process committed a content change; reading its version finds the database busy.
+    commits = 2;
+    content = 11;
+    failNext = 'content';
+    expect(version()).toBeNaN();
+    // The WAL header has not moved since: the version is still read again, not taken as before.
+    failNext = null;
+    walChanged = false;
+    expect(version()).toBe(11);
+    expect(version()).toBe(11);
+
+    walChanged = true;
+    failNext = 'commits';
+    expect(version()).toBeNaN();
+    failNext = null;
+    walChanged = false;
+    expect(version()).toBe(11);
+  });
+
+  it('lets other errors through', () => {
+    const version = contentVersionReader({
+      commits: () => {
+        throw new Error('disk I/O error');
+      },
+      contentVersion: () => 1,
+    });
+    expect(() => version()).toThrow('disk I/O error');
   });
 });

@@ -61,7 +61,7 @@ class LockWaitingSqliteDriver extends SqliteDriver {
 
 class LockWaitingConnection implements DatabaseConnection {
   constructor(
-    readonly inner: DatabaseConnection,
+    private readonly inner: DatabaseConnection,
     private readonly sqlite: BetterSqlite3.Database,
   ) {}
 

@@ -56,28 +56,11 @@ export async function openSqliteMetadataStore(
     probe = inMemory ? undefined : new SqliteCommitProbe(file);
     const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
     const contentVersion = sqlite.prepare('select version from content_version where id = 1').pluck();
-    let committed = -1;
-    let content = -1;
-    let unsure = false;
-    const changeVersion = () => {
-      if (probe && !probe.changed() && !unsure) return content;
-      try {
-        const now = (dataVersion.get() as number) + connection.writes();
-        if (now !== committed) {
-          committed = now;
-          content = contentVersion.get() as number;
-        }
-        unsure = false;
-        return content;
-      } catch (error) {
-        // The database is busy (another process recovering the WAL): no version, so the cache
-        // neither answers nor keeps this lookup, and the next one checks again.
-        if (!isBusy(error)) throw error;
-        committed = -1;
-        unsure = true;
-        return Number.NaN;
-      }
-    };
+    const changeVersion = contentVersionReader({
+      walChanged: probe ? () => probe!.changed() : undefined,
+      commits: () => (dataVersion.get() as number) + connection.writes(),
+      contentVersion: () => contentVersion.get() as number,
+    });
     return new SqlMetadataStore(db, { changeVersion, ...options });
   } catch (error) {
     if (db) await db.destroy();
@@ -87,6 +70,36 @@ export async function openSqliteMetadataStore(
     }
     throw error;
   }
+}
+
+/**
+ * The read cache's version (see openSqliteMetadataStore): `contentVersion` read again only when
+ * `commits` moved, and `commits` only when the WAL-index header moved (`walChanged`, when there is
+ * a file to probe). A read that finds the database busy (another process recovering the WAL)
+ * gives NaN, a version no cached entry has, so the cache neither answers nor keeps that lookup;
+ * the next call reads everything again.
+ */
+export function contentVersionReader(reads: { walChanged?: () => boolean; commits: () => number; contentVersion: () => number }): () => number {
+  let committed = -1;
+  let content = -1;
+  let unsure = false;
+  return () => {
+    if (reads.walChanged && !reads.walChanged() && !unsure) return content;
+    try {
+      const now = reads.commits();
+      if (now !== committed) {
+        committed = now;
+        content = reads.contentVersion();
+      }
+      unsure = false;
+      return content;
+    } catch (error) {
+      if (!isBusy(error)) throw error;
+      committed = -1; // content may be older than committed says
+      unsure = true;
+      return Number.NaN;
+    }
+  };
 }
 
 /**
