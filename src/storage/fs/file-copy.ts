@@ -1,15 +1,19 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 
-/** Bytes read per step, and how many steps may wait in the socket at once. */
+/**
+ * Bytes read per step, and how many steps may be under way at once: one buffer is read from the
+ * file while the other waits for the socket. A third bought no throughput and cost 13–24 MB of
+ * resident memory during eight parallel downloads (bench/README.md).
+ */
 const BUFFER_SIZE = 1024 * 1024;
-const BUFFERS = 3;
+const BUFFERS = 2;
 
 /**
  * A stream of a blob file that can also copy itself to a writable with a few reused buffers.
  * A Readable allocates a fresh buffer for every chunk; at a gigabyte a second those
  * allocations make V8 collect garbage a dozen times a second, and serving one large blob spent
- * a quarter of its CPU in the collector (bench/README.md). `copyTo` reuses three buffers
+ * a quarter of its CPU in the collector (bench/README.md). `copyTo` reuses two buffers
  * instead, each refilled only once the socket has taken its previous bytes.
  */
 export interface CopyableStream extends Readable {
