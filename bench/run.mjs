@@ -151,7 +151,7 @@ async function main() {
   }
   for (const w of selected) {
     log(`workload ${w.id}: ${w.title}`);
-    const rec = { id: w.id, title: w.title, metrics: w.metrics.map(({ key, label, unit, better, target, note, chart }) => ({ key, label, unit, better, target, note, chart })), rounds: [], peakRssBytes: {}, peakPssBytes: {} };
+    const rec = { id: w.id, title: w.title, metrics: w.metrics.map(({ key, label, unit, better, target, note, chart }) => ({ key, label, unit, better, target, note, chart })), rounds: [], peakRssBytes: {}, peakPssBytes: {}, peakOwnBytes: {} };
     results.workloads.push(rec);
     for (const k of ['A', 'B']) side[k].stats.resetWindow();
     if (w.warmup) for (const k of ['A', 'B']) if (!broken[k]) await w.warmup(side[k], clients[k]).catch(() => {});
@@ -198,13 +198,14 @@ async function main() {
     for (const k of ['A', 'B']) {
       rec.peakRssBytes[k] = side[k].stats.windowPeakRss();
       rec.peakPssBytes[k] = side[k].stats.windowPeakPss();
+      rec.peakOwnBytes[k] = side[k].stats.windowPeakOwn();
     }
   }
 
   const resources = {};
   for (const k of ['A', 'B']) {
     const s = side[k].stats;
-    resources[k] = { peakRssBytes: s.peakRss(), peakPssBytes: s.peakPss(), hwmSumBytes: s.hwmSum(), cpuSeconds: s.cpuSeconds(), processes: s.processes(), samples: s.samples(), alive: side[k].alive() };
+    resources[k] = { peakRssBytes: s.peakRss(), peakPssBytes: s.peakPss(), peakOwnBytes: s.peakOwn(), hwmSumBytes: s.hwmSum(), cpuSeconds: s.cpuSeconds(), processes: s.processes(), samples: s.samples(), alive: side[k].alive() };
   }
   results.resources = resources;
   results.meta.loadavgEnd = loadavg().map((x) => Number(x.toFixed(2)));

@@ -12,8 +12,10 @@ import { execFileSync } from 'node:child_process';
 
 const SAMPLE_MS = 100;
 // Slot layout per tracked tree (Float64): peak tree RSS, window peak tree RSS, current tree RSS,
-// max over time of the summed per-process VmHWM, process count seen last, samples taken.
-const SLOT = 9;
+// max over time of the summed per-process VmHWM, process count seen last, samples taken; then
+// peak, window peak and current of the summed PSS, and the same three of the tree's own memory
+// (see treeMemoryKiB).
+const SLOT = 12;
 const MAX_TREES = 8;
 
 function sysconf(name, fallback) {
@@ -42,15 +44,36 @@ function hwmKiB(pid) {
 }
 
 /**
- * Proportional set size: resident pages, with each page shared by N processes counted 1/N.
- * Summed over a process tree it counts shared pages (the node binary mapped by every cluster
- * process, say) once, which the sum of RSS does not.
+ * One process's resident memory from smaps_rollup (KiB): `pss`, the proportional set size (each
+ * page shared by N processes counted 1/N, whoever they are), and its `private` and `shared` pages.
  */
-function pssKiB(pid) {
-  try {
-    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'));
-    return m ? Number(m[1]) : 0;
-  } catch { return 0; }
+function memoryKiB(pid) {
+  let text;
+  try { text = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'); } catch { return null; }
+  const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    pss: field('Pss'),
+    private: field('Private_Clean') + field('Private_Dirty'),
+    shared: field('Shared_Clean') + field('Shared_Dirty'),
+  };
+}
+
+/**
+ * The resident memory a process tree needs on its own, each page counted once: the private pages
+ * of all its processes plus the largest shared set of any one of them (the node binary and
+ * libraries and the database map, which the tree's processes all map alike). Summed PSS does not
+ * give this: it divides a shared page among every process that maps it, so the node binary's
+ * pages (≈ 45 MB) count for less whenever other `node` processes run on the machine (the
+ * benchmark's own runner, the push-ceiling server), by how much depending on how many run.
+ */
+function treeMemoryKiB(samples) {
+  let privateSum = 0;
+  let sharedMax = 0;
+  for (const m of samples) {
+    privateSum += m.private;
+    sharedMax = Math.max(sharedMax, m.shared);
+  }
+  return privateSum + sharedMax;
 }
 
 /** The root pid and all of its live descendants (full /proc scan: robust for any spawner). */
@@ -90,6 +113,7 @@ if (!isMainThread && workerData?.procstat) {
       if (tick % 10 === 1) trees.set(slot, treePids(root));
       let rss = 0;
       let pss = 0;
+      const memory = [];
       let n = 0;
       const h = hwm.get(slot);
       for (const pid of trees.get(slot)) {
@@ -99,7 +123,11 @@ if (!isMainThread && workerData?.procstat) {
         n++;
         if (tick % 5 === 0) {
           h.set(pid, Math.max(h.get(pid) ?? 0, hwmKiB(pid)));
-          pss += pssKiB(pid) * 1024;
+          const m = memoryKiB(pid);
+          if (m) {
+            pss += m.pss * 1024;
+            memory.push(m);
+          }
         }
       }
       let hsum = 0;
@@ -115,6 +143,10 @@ if (!isMainThread && workerData?.procstat) {
         data[o + 6] = Math.max(data[o + 6], pss);
         data[o + 7] = Math.max(data[o + 7], pss);
         data[o + 8] = pss;
+        const own = treeMemoryKiB(memory) * 1024;
+        data[o + 9] = Math.max(data[o + 9], own);
+        data[o + 10] = Math.max(data[o + 10], own);
+        data[o + 11] = own;
       }
     }
   }, SAMPLE_MS);
@@ -158,12 +190,15 @@ export function createSampler() {
         hwmSum: () => data[o + 3],
         /** Peak of the tree's summed PSS (sampled every 0.5 s). */
         peakPss: () => data[o + 6],
+        /** Peak of the tree's own memory, each page counted once (see treeMemoryKiB; every 0.5 s). */
+        peakOwn: () => data[o + 9],
         processes: () => data[o + 4],
         samples: () => data[o + 5],
         /** Starts a new window for windowPeakRss() (e.g. per workload). */
-        resetWindow() { data[o + 1] = data[o + 2]; data[o + 7] = data[o + 8]; },
+        resetWindow() { data[o + 1] = data[o + 2]; data[o + 7] = data[o + 8]; data[o + 10] = data[o + 11]; },
         windowPeakRss: () => data[o + 1],
         windowPeakPss: () => data[o + 7],
+        windowPeakOwn: () => data[o + 10],
         stop() { worker.postMessage({ remove: true, slot }); },
       };
     },

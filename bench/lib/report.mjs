@@ -47,9 +47,11 @@ export function buildRows(results) {
       row.pass = passes(row);
       rows.push(row);
     };
-    // The target applies to PSS: the sum of RSS over a process tree counts the pages that its
-    // processes share (the node binary, mapped by every cluster process) once per process.
-    one('resources:peakPss', 'peak resident memory (PSS), process tree (whole run)', 'MB', 'lower', { op: '<=', value: 1 }, res.A.peakPssBytes / 1e6, res.B.peakPssBytes / 1e6);
+    // The target applies to the tree's own memory, each page counted once (procstat.mjs): the sum
+    // of RSS counts the pages its processes share (the node binary) once per process, and summed
+    // PSS shares them out with whatever other processes map them, the benchmark's runner included.
+    if (res.A.peakOwnBytes != null) one('resources:peakOwn', 'peak resident memory, process tree on its own (whole run)', 'MB', 'lower', { op: '<=', value: 1 }, res.A.peakOwnBytes / 1e6, res.B.peakOwnBytes / 1e6);
+    one('resources:peakPss', 'peak PSS summed over the process tree (whole run)', 'MB', 'lower', res.A.peakOwnBytes != null ? null : { op: '<=', value: 1 }, res.A.peakPssBytes / 1e6, res.B.peakPssBytes / 1e6);
     one('resources:peakRss', 'peak RSS summed over the process tree (whole run)', 'MB', 'lower', null, res.A.peakRssBytes / 1e6, res.B.peakRssBytes / 1e6);
     one('resources:cpu', 'CPU seconds, process tree (whole run)', 's', 'lower', null, res.A.cpuSeconds, res.B.cpuSeconds);
   }
@@ -100,8 +102,8 @@ export function markdown(results, rows, svgName) {
   L.push('');
   const res = results.resources;
   if (res?.A) {
-    L.push(`Resources: ${A} peak PSS ${fmtNum((res.A.peakPssBytes ?? 0) / 1e6)} MB, peak RSS ${fmtNum(res.A.peakRssBytes / 1e6)} MB (sum of per-process VmHWM ${fmtNum(res.A.hwmSumBytes / 1e6)} MB, ${res.A.processes} processes), CPU ${fmtNum(res.A.cpuSeconds)} s; `
-      + `${B} peak PSS ${fmtNum((res.B.peakPssBytes ?? 0) / 1e6)} MB, peak RSS ${fmtNum(res.B.peakRssBytes / 1e6)} MB (VmHWM ${fmtNum(res.B.hwmSumBytes / 1e6)} MB, ${res.B.processes} processes), CPU ${fmtNum(res.B.cpuSeconds)} s. `
+    L.push(`Resources: ${A} peak memory on its own ${fmtNum((res.A.peakOwnBytes ?? 0) / 1e6)} MB, peak PSS ${fmtNum((res.A.peakPssBytes ?? 0) / 1e6)} MB, peak RSS ${fmtNum(res.A.peakRssBytes / 1e6)} MB (sum of per-process VmHWM ${fmtNum(res.A.hwmSumBytes / 1e6)} MB, ${res.A.processes} processes), CPU ${fmtNum(res.A.cpuSeconds)} s; `
+      + `${B} peak memory on its own ${fmtNum((res.B.peakOwnBytes ?? 0) / 1e6)} MB, peak PSS ${fmtNum((res.B.peakPssBytes ?? 0) / 1e6)} MB, peak RSS ${fmtNum(res.B.peakRssBytes / 1e6)} MB (VmHWM ${fmtNum(res.B.hwmSumBytes / 1e6)} MB, ${res.B.processes} processes), CPU ${fmtNum(res.B.cpuSeconds)} s. `
       + `Seeding took ${fmtNum(results.seedSeconds?.A)} s / ${fmtNum(results.seedSeconds?.B)} s.`);
     L.push('');
   }
@@ -109,6 +111,8 @@ export function markdown(results, rows, svgName) {
   if (peaks.length) {
     L.push(`Peak RSS during each workload (MB, ${A} / ${B}): ` + peaks.map((w) => `${w.id} ${fmtNum(w.peakRssBytes.A / 1e6)} / ${fmtNum(w.peakRssBytes.B / 1e6)}`).join(' · '));
     const pss = peaks.filter((w) => w.peakPssBytes?.A > 0);
+    const own = peaks.filter((w) => w.peakOwnBytes?.A > 0);
+    if (own.length) L.push('', `Peak memory on its own during each workload (MB, ${A} / ${B}): ` + own.map((w) => `${w.id} ${fmtNum(w.peakOwnBytes.A / 1e6)} / ${fmtNum(w.peakOwnBytes.B / 1e6)}`).join(' · '));
     if (pss.length) L.push('', `Peak PSS during each workload (MB, ${A} / ${B}): ` + pss.map((w) => `${w.id} ${fmtNum(w.peakPssBytes.A / 1e6)} / ${fmtNum(w.peakPssBytes.B / 1e6)}`).join(' · '));
     L.push('');
   }
