@@ -47,7 +47,7 @@ function hwmKiB(pid) {
  * One process's resident memory from smaps_rollup (KiB): `pss`, the proportional set size (each
  * page shared by N processes counted 1/N, whoever they are), and its `private` and `shared` pages.
  */
-function memoryKiB(pid) {
+export function memoryKiB(pid) {
   let text;
   try { text = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'); } catch { return null; }
   const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
@@ -66,7 +66,7 @@ function memoryKiB(pid) {
  * pages (≈ 45 MB) count for less whenever other `node` processes run on the machine (the
  * benchmark's own runner, the push-ceiling server), by how much depending on how many run.
  */
-function treeMemoryKiB(samples) {
+export function treeMemoryKiB(samples) {
   let privateSum = 0;
   let sharedMax = 0;
   for (const m of samples) {
