@@ -65,7 +65,7 @@ export function createLeanClient(base, { connections = 8 } = {}) {
   }
 
   function release(conn, keepAlive) {
-    if (!keepAlive) return fail(conn, new Error('closed by the server'));
+    if (!keepAlive || closed) return fail(conn, new Error('connection closed'));
     if (waiting.length) waiting.shift()(conn);
     else idle.push(conn);
   }
