@@ -10,16 +10,6 @@ import net from 'node:net';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 
-/** A connection's answer to one request. */
-class Exchange {
-  constructor(method, resolve, reject) {
-    Object.assign(this, { method, resolve, reject });
-    this.head = null; // {status, headers}
-    this.parts = [];
-    this.bytes = 0;
-  }
-}
-
 /**
  * Opens connections to `base` (http://host:port) on demand, at most `connections` at once.
  * `request(method, path, headers, body)` resolves to {status, headers, body}; header names are
@@ -134,7 +124,8 @@ export function createLeanClient(base, { connections = 8 } = {}) {
     if (closed) throw new Error('lean client closed');
     const conn = await acquire();
     return new Promise((resolve, reject) => {
-      conn.exchange = new Exchange(method, resolve, reject);
+      // The answer being read: head ({status, headers}) once parsed, then the body's parts.
+      conn.exchange = { method, resolve, reject, head: null, parts: [] };
       let head = `${method} ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
       for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
       if (body || method === 'PUT' || method === 'POST' || method === 'PATCH') head += `content-length: ${body ? body.length : 0}\r\n`;
