@@ -21,6 +21,8 @@ import { createTracing, traceRequests, withTracing } from '../tracing/instrument
 
 export interface App {
   http: FastifyInstance;
+  /** This process's Prometheus metrics (made node-wide by the process model, src/cli/main.ts). */
+  metrics: Metrics;
   registry: Registry;
   blobStore: BlobStore;
   metadata: MetadataStore;
@@ -100,6 +102,7 @@ export async function createApp(config: ResolvedConfig, logger: Logger): Promise
 
   return {
     http,
+    metrics,
     registry,
     blobStore,
     metadata,

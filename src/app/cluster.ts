@@ -15,6 +15,10 @@ import type { ResolvedConfig } from '../config/load.js';
  * two-worker node's memory; bench/README.md, "Memory"). What it would add — surviving a crash of
  * the serving code — the node's own supervisor (systemd, Kubernetes) gives anyway by restarting
  * the node; a crashed worker is still replaced here, while the others serve.
+ *
+ * Metrics are the one thing each process counts for itself (requests it served): a scrape of
+ * /metrics, which lands on any process, gathers every process's over the IPC channels (through
+ * the first process) and adds them up.
  */
 
 /** Set in a worker's environment: the pid of the process that started it. */
@@ -25,6 +29,27 @@ const READY_MESSAGE = 'stowage:ready-to-listen';
 const LISTEN_MESSAGE = 'stowage:listen';
 /** Worker → first process: accepting connections. */
 const LISTENING_MESSAGE = 'stowage:listening';
+/** First process → worker: send me your metrics (`id` pairs the answer with the request). */
+const COLLECT_METRICS = 'stowage:collect-metrics';
+/** Worker → first process: my metrics, for the request `id`. */
+const COLLECTED_METRICS = 'stowage:collected-metrics';
+/** Worker → first process: gather the metrics of every process of the node. */
+const GATHER_METRICS = 'stowage:gather-metrics';
+/** First process → worker: every process's metrics (or why not), for the request `id`. */
+const GATHERED_METRICS = 'stowage:gathered-metrics';
+/** How long a process waits for the others' metrics before the scrape fails. */
+const METRICS_TIMEOUT_MS = 3_000;
+
+interface MetricsMessage {
+  type: string;
+  id: number;
+  metrics?: ProcessMetrics;
+  all?: ProcessMetrics[];
+  error?: string;
+}
+
+/** One process's metrics as prom-client's registry gives them (`getMetricsAsJSON()`). */
+export type ProcessMetrics = unknown[];
 
 // Decided once at start, from what the first process set: a worker orphaned while it loads its
 // modules must still know it is one (and exit), not become a node of its own.
@@ -58,6 +83,9 @@ export class Workers {
   private listening = 0;
   private stopping = false;
   private announce: () => void = () => undefined;
+  private ownMetrics: (() => Promise<ProcessMetrics>) | undefined;
+  private nextRequest = 0;
+  private readonly metricsWaiting = new Map<number, Settle<ProcessMetrics>>();
 
   constructor(
     private readonly count: number,
@@ -75,6 +103,45 @@ export class Workers {
     this.server = server;
     for (const child of this.waiting) this.sendSocket(child);
     this.waiting.clear();
+  }
+
+  /** Where the first process's own metrics come from (its app's registry), once it is built. */
+  shareMetrics(own: () => Promise<ProcessMetrics>): void {
+    this.ownMetrics = own;
+  }
+
+  /**
+   * The metrics of every process of the node: the first process's own and each live worker's.
+   * Rejects when one of them does not answer in time, so that a scrape fails rather than
+   * reporting totals that lack a process (a counter that appears to go down).
+   */
+  async gatherMetrics(): Promise<ProcessMetrics[]> {
+    if (!this.ownMetrics) throw new Error('the node is still starting');
+    const live = [...this.children.values()].filter((child) => child.connected);
+    return Promise.all([this.ownMetrics(), ...live.map((child) => this.collectFrom(child))]);
+  }
+
+  private collectFrom(child: ChildProcess): Promise<ProcessMetrics> {
+    const id = ++this.nextRequest;
+    return new Promise((resolve, reject) => {
+      const settle = settleOnce(this.metricsWaiting, id, resolve, reject, METRICS_TIMEOUT_MS, () => `worker ${child.pid} did not send its metrics within ${METRICS_TIMEOUT_MS / 1000} s`);
+      child.send({ type: COLLECT_METRICS, id } satisfies MetricsMessage, (error) => {
+        if (error) settle.reject(new Error(`worker ${child.pid} is gone: ${error.message}`));
+      });
+    });
+  }
+
+  private onMetricsMessage(child: ChildProcess, message: MetricsMessage): void {
+    if (message.type === COLLECTED_METRICS) {
+      const waiting = this.metricsWaiting.get(message.id);
+      if (message.metrics) waiting?.resolve(message.metrics);
+      else waiting?.reject(new Error(`worker ${child.pid} could not read its metrics: ${message.error ?? 'no reason given'}`));
+    } else if (message.type === GATHER_METRICS) {
+      this.gatherMetrics().then(
+        (all) => child.connected && child.send({ type: GATHERED_METRICS, id: message.id, all } satisfies MetricsMessage),
+        (error: Error) => child.connected && child.send({ type: GATHERED_METRICS, id: message.id, error: error.message } satisfies MetricsMessage),
+      );
+    }
   }
 
   /** Passes SIGHUP (reload the TLS files) on to every worker. */
@@ -113,6 +180,8 @@ export class Workers {
         served = true;
         this.startFailures[index] = 0;
         if (++this.listening === this.count - 1) this.announce();
+      } else if (isMetricsMessage(message)) {
+        this.onMetricsMessage(child, message);
       }
     });
     // A failed send (the worker died meanwhile) shows up as its exit.
@@ -166,6 +235,62 @@ export function receiveListeningSocket(): Promise<object> {
 /** In a worker: tells the first process it accepts connections. */
 export function reportListening(): void {
   process.send?.(LISTENING_MESSAGE);
+}
+
+/**
+ * In a worker: answers the first process's requests for this process's metrics, and returns how
+ * this worker gets the metrics of every process of the node (through the first process).
+ */
+export function exchangeMetrics(own: () => Promise<ProcessMetrics>): () => Promise<ProcessMetrics[]> {
+  const waiting = new Map<number, Settle<ProcessMetrics[]>>();
+  let nextRequest = 0;
+  const send = (message: MetricsMessage) => process.connected && process.send!(message);
+  process.on('message', (message: unknown) => {
+    if (!isMetricsMessage(message)) return;
+    if (message.type === COLLECT_METRICS) {
+      own().then(
+        (metrics) => send({ type: COLLECTED_METRICS, id: message.id, metrics }),
+        (error: Error) => send({ type: COLLECTED_METRICS, id: message.id, error: error.message }),
+      );
+    } else if (message.type === GATHERED_METRICS) {
+      const request = waiting.get(message.id);
+      if (message.all) request?.resolve(message.all);
+      else request?.reject(new Error(message.error ?? 'the first process sent no metrics'));
+    }
+  });
+  return () => {
+    const id = ++nextRequest;
+    return new Promise((resolve, reject) => {
+      // The first process waits for each worker in turn: twice its own wait.
+      const settle = settleOnce(waiting, id, resolve, reject, 2 * METRICS_TIMEOUT_MS, () => `the node's first process did not send the metrics within ${(2 * METRICS_TIMEOUT_MS) / 1000} s`);
+      if (process.connected) send({ type: GATHER_METRICS, id });
+      else settle.reject(new Error("the node's first process is gone"));
+    });
+  };
+}
+
+interface Settle<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+/** Registers request `id` in `waiting` until it is answered, fails, or times out, whichever comes first. */
+function settleOnce<T>(waiting: Map<number, Settle<T>>, id: number, resolve: (value: T) => void, reject: (error: Error) => void, timeoutMs: number, timeoutMessage: () => string): Settle<T> {
+  const timer = setTimeout(() => settle.reject(new Error(timeoutMessage())), timeoutMs);
+  const done = () => {
+    clearTimeout(timer);
+    return waiting.delete(id);
+  };
+  const settle: Settle<T> = {
+    resolve: (value) => done() && resolve(value),
+    reject: (error) => done() && reject(error),
+  };
+  waiting.set(id, settle);
+  return settle;
+}
+
+function isMetricsMessage(message: unknown): message is MetricsMessage {
+  return typeof message === 'object' && message !== null && typeof (message as MetricsMessage).type === 'string' && typeof (message as MetricsMessage).id === 'number';
 }
 
 /** In a worker: dies with the first process, so that a killed node leaves no orphan serving. */

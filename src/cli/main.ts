@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { settings } from '../config/schema.js';
-import { Workers, exitWithPrimary, isWorker, prepareEmbeddedMetadata, receiveListeningSocket, reportListening } from '../app/cluster.js';
+import { Workers, exchangeMetrics, exitWithPrimary, isWorker, prepareEmbeddedMetadata, receiveListeningSocket, reportListening } from '../app/cluster.js';
 
 const program = new Command('stowage').description('Stowage: a self-hosted OCI container registry').showHelpAfterError();
 
@@ -46,6 +46,14 @@ serve.action(async (options: Record<string, string | undefined>) => {
   }
   const { createApp } = await import('../app/app.js');
   const app = await createApp(config, logger);
+  // /metrics answers for the node's processes together, whichever of them takes the scrape.
+  const ownMetrics = () => app.metrics.own();
+  if (isWorker()) app.metrics.nodeWide(exchangeMetrics(ownMetrics));
+  else if (workers) {
+    const node = workers;
+    node.shareMetrics(ownMetrics);
+    app.metrics.nodeWide(() => node.gatherMetrics());
+  }
   if (isWorker()) {
     await app.listen(await receiveListeningSocket());
     reportListening();

@@ -286,6 +286,8 @@ class DispatcherMetrics {
       name: 'stowage_webhook_deliveries_queued',
       help: 'Webhook deliveries waiting to be delivered (pending, retrying included)',
       registers: [registry],
+      // Read from the database: the same in every process of a node, so never added up.
+      aggregator: 'first',
       async collect() {
         this.set(await pending());
       },

@@ -20,6 +20,8 @@ export function gcMetrics(registry: client.Registry, totals: () => Promise<GcTot
       help,
       labelNames,
       registers: [registry],
+      // Read from the database: the same in every process of a node, so never added up.
+      aggregator: 'first',
       async collect() {
         for (const [label, value] of Object.entries(values(await read()))) {
           const delta = value - (reported.get(label) ?? 0);
@@ -37,6 +39,7 @@ export function gcMetrics(registry: client.Registry, totals: () => Promise<GcTot
     name: 'stowage_gc_last_run_duration_seconds',
     help: 'Duration of the last finished garbage collection run',
     registers: [registry],
+    aggregator: 'first',
     async collect() {
       this.set((await read()).lastSeconds);
     },

@@ -2,9 +2,15 @@ import client from 'prom-client';
 import type { GcTotals } from '../metadata/gc-store.js';
 import { gcMetrics } from './gc-metrics.js';
 
-/** Prometheus metrics of one server. Gauges that need the database are computed at scrape time. */
+/**
+ * Prometheus metrics of one server process. Gauges that need the database are computed at scrape
+ * time and are the same in every process of a node, so they are not added up across processes
+ * (`aggregator: 'first'`); per-process counters and histograms are.
+ */
 export class Metrics {
   readonly registry = new client.Registry();
+  /** The metrics of every process of the node (see `nodeWide`); unset: this process alone. */
+  private gatherNode: (() => Promise<unknown[][]>) | undefined;
   readonly requests = new client.Counter({
     name: 'stowage_http_requests_total',
     help: 'HTTP requests by method, route and status',
@@ -42,6 +48,7 @@ export class Metrics {
       name: 'stowage_uploads_in_progress',
       help: 'Open blob upload sessions',
       registers: [this.registry],
+      aggregator: 'first',
       async collect() {
         this.set(await gauges.uploadsInProgress());
       },
@@ -50,6 +57,7 @@ export class Metrics {
       name: 'stowage_storage_used_bytes',
       help: 'Bytes of committed blobs',
       registers: [this.registry],
+      aggregator: 'first',
       async collect() {
         this.set(await gauges.storageUsedBytes());
       },
@@ -72,5 +80,26 @@ export class Metrics {
         },
       });
     }
+  }
+
+  /**
+   * Answer `/metrics` for the whole node: a scrape lands on whichever process accepted the
+   * connection, and each process counts only the requests it served, so without this the
+   * counters would jump between the processes' values from one scrape to the next.
+   */
+  nodeWide(gather: () => Promise<unknown[][]>): void {
+    this.gatherNode = gather;
+  }
+
+  /** The Prometheus text of this process, or of the node's processes added up. */
+  async exposition(): Promise<string> {
+    if (!this.gatherNode) return this.registry.metrics();
+    const all = (await this.gatherNode()) as Parameters<typeof client.AggregatorRegistry.aggregate>[0];
+    return client.AggregatorRegistry.aggregate(all).metrics();
+  }
+
+  /** This process's metrics in the form that `nodeWide` gathers. */
+  own(): Promise<unknown[]> {
+    return this.registry.getMetricsAsJSON();
   }
 }

@@ -125,9 +125,15 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
       return reply.code(503).send({ status: 'unavailable', reason: (error as Error).message });
     }
   });
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
-  );
+  app.get('/metrics', async (request, reply) => {
+    try {
+      return reply.type(options.metrics.registry.contentType).send(await options.metrics.exposition());
+    } catch (error) {
+      // A failed scrape is a gap in the series; totals missing a process would look like a reset.
+      request.log.warn({ err: error }, 'gathering the node\'s metrics failed');
+      return reply.code(503).type('text/plain').send(`metrics unavailable: ${(error as Error).message}\n`);
+    }
+  });
 
   const access = options.access;
   app.register(ociRoutes, { registry: options.registry, guard: access.guard, audit: access.control.audit, auditPulls: access.auditPulls, pulls: access.control.pulls, events: access.control.events });
