@@ -78,6 +78,8 @@ export class Workers {
   readonly allListening: Promise<void>;
   private readonly children = new Map<number, ChildProcess>();
   private readonly waiting = new Set<ChildProcess>();
+  /** Workers that accept connections (so have built their app and may have counted requests). */
+  private readonly serving = new Set<ChildProcess>();
   private readonly startFailures: number[] = [];
   private server: Server | undefined;
   private listening = 0;
@@ -111,13 +113,14 @@ export class Workers {
   }
 
   /**
-   * The metrics of every process of the node: the first process's own and each live worker's.
-   * Rejects when one of them does not answer in time, so that a scrape fails rather than
-   * reporting totals that lack a process (a counter that appears to go down).
+   * The metrics of every process of the node: the first process's own and each serving worker's
+   * (one still starting has counted nothing). Rejects when one of them does not answer in time,
+   * so that a scrape fails rather than reporting totals that lack a process (a counter that
+   * appears to go down).
    */
   async gatherMetrics(): Promise<ProcessMetrics[]> {
     if (!this.ownMetrics) throw new Error('the node is still starting');
-    const live = [...this.children.values()].filter((child) => child.connected);
+    const live = [...this.serving].filter((child) => child.connected);
     return Promise.all([this.ownMetrics(), ...live.map((child) => this.collectFrom(child))]);
   }
 
@@ -178,6 +181,7 @@ export class Workers {
         else this.waiting.add(child);
       } else if (message === LISTENING_MESSAGE && !served) {
         served = true;
+        this.serving.add(child);
         this.startFailures[index] = 0;
         if (++this.listening === this.count - 1) this.announce();
       } else if (isMetricsMessage(message)) {
@@ -188,6 +192,7 @@ export class Workers {
     child.on('error', (error) => this.logger.debug({ err: error, worker: index }, 'worker channel error'));
     child.on('exit', (code, signal) => {
       this.waiting.delete(child);
+      this.serving.delete(child);
       if (this.children.get(index) === child) this.children.delete(index);
       if (served) this.listening--;
       if (this.stopping) return;

@@ -159,6 +159,17 @@ describe('a node with two workers', () => {
       process.kill(worker, 'SIGCONT');
     }
     expect((await scrape(node.url)).status).toBe(200);
+
+    // A worker that replaces a dead one counts nothing until it serves: scrapes meanwhile do not
+    // wait for it, however slowly it starts (stopped here while it loads its modules).
+    process.kill(worker, 'SIGKILL');
+    const replacement = await waitFor('a new worker', () => workersOf(first).find((pid) => pid !== worker));
+    process.kill(replacement, 'SIGSTOP');
+    try {
+      expect((await scrape(node.url)).status).toBe(200);
+    } finally {
+      process.kill(replacement, 'SIGCONT');
+    }
   });
 
   it('leaves no worker behind when the first process is killed', async () => {
