@@ -266,7 +266,7 @@ export function exchangeMetrics(own: () => Promise<ProcessMetrics>): () => Promi
   return () => {
     const id = ++nextRequest;
     return new Promise((resolve, reject) => {
-      // The first process waits for each worker in turn: twice its own wait.
+      // Twice the first process's own wait for the workers: the answer comes back one hop later.
       const settle = settleOnce(waiting, id, resolve, reject, 2 * METRICS_TIMEOUT_MS, () => `the node's first process did not send the metrics within ${(2 * METRICS_TIMEOUT_MS) / 1000} s`);
       if (process.connected) send({ type: GATHER_METRICS, id });
       else settle.reject(new Error("the node's first process is gone"));

@@ -48,16 +48,16 @@ serve.action(async (options: Record<string, string | undefined>) => {
   const app = await createApp(config, logger);
   // /metrics answers for the node's processes together, whichever of them takes the scrape.
   const ownMetrics = () => app.metrics.own();
-  if (isWorker()) app.metrics.nodeWide(exchangeMetrics(ownMetrics));
-  else if (workers) {
-    const node = workers;
-    node.shareMetrics(ownMetrics);
-    app.metrics.nodeWide(() => node.gatherMetrics());
-  }
   if (isWorker()) {
+    app.metrics.nodeWide(exchangeMetrics(ownMetrics));
     await app.listen(await receiveListeningSocket());
     reportListening();
   } else {
+    const node = workers;
+    if (node) {
+      node.shareMetrics(ownMetrics);
+      app.metrics.nodeWide(() => node.gatherMetrics());
+    }
     const address = await app.listen();
     workers?.share(app.http.server);
     void (workers?.allListening ?? Promise.resolve()).then(() => logger.info({ address, workers: config.workers, dataDir: config.dataDir }, `stowage listening on ${address}`));
