@@ -3,6 +3,7 @@ import type { AuditEntry, AuditFilter, AuditQueries, AuditResult, OffsetPage, Pa
 import { actorName, type Actor } from '../auth/principal.js';
 import { projectOf } from '../auth/authorizer.js';
 import { BatchedWrites } from './batched-writes.js';
+import { TupleMap } from './tuple-map.js';
 
 export interface AuditEvent {
   action: string;
@@ -38,7 +39,7 @@ export interface AuditLogOptions {
 export class AuditLog {
   private buffer: AuditEntry[] = [];
   /** The buffered entries by identity, to count repeats into. */
-  private readonly pending = new Map<string, AuditEntry>();
+  private readonly pending = new TupleMap<AuditEntry>(8);
   private readonly writes: BatchedWrites<AuditEntry>;
   private readonly now: () => number;
 
@@ -67,8 +68,8 @@ export class AuditLog {
     const project = event.project !== undefined ? event.project : event.target ? projectOfTarget(event.target) : null;
     const target = event.target ?? null;
     const detail = event.detail ?? null;
-    // JSON keeps the fields apart whatever they hold (a failed login's user name is anyone's).
-    const identity = JSON.stringify([name, principal.kind, actor.address, event.action, project, target, event.result, detail]);
+    // Field by field, so that no value can pass for another (a failed login's user name is anyone's).
+    const identity = [name, principal.kind, actor.address, event.action, project, target, event.result, detail === null ? null : JSON.stringify(detail)];
     const same = this.pending.get(identity);
     if (same) {
       // Already buffered, so a write is already due.

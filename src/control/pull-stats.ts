@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { PullIncrement, PullStatsQueries } from '../metadata/housekeeping-store.js';
 import { BatchedWrites } from './batched-writes.js';
+import { TupleMap } from './tuple-map.js';
 
 export interface PullRecorderOptions {
   /** Counts are written at most this long after a pull (default 2 s), or when `batchSize` keys wait. */
@@ -16,7 +17,8 @@ export interface PullRecorderOptions {
  * crash loses at most that much counting (the audit log, when on, still has every pull).
  */
 export class PullRecorder {
-  private buffer = new Map<string, PullIncrement>();
+  /** Counts by repository, digest and tag ('' for a pull by digest). */
+  private readonly buffer = new TupleMap<PullIncrement>(3);
   private readonly writes: BatchedWrites<PullIncrement>;
   private readonly now: () => number;
   private logger: Pick<Logger, 'error'> | undefined;
@@ -30,8 +32,8 @@ export class PullRecorder {
       flushMs: options.flushMs ?? 2000,
       batchSize: options.batchSize ?? 1000,
       take: () => {
-        const batch = [...this.buffer.values()];
-        this.buffer = new Map();
+        const batch = this.buffer.values();
+        this.buffer.clear();
         return batch;
       },
       write: (batch) => this.store.add(batch),
@@ -46,7 +48,7 @@ export class PullRecorder {
 
   /** A manifest pull: by digest (`tag` null) or through a tag. */
   record(repository: string, digest: string, tag: string | null): void {
-    const key = `${repository}\n${digest}\n${tag ?? ''}`;
+    const key = [repository, digest, tag ?? ''];
     const at = this.now();
     const seen = this.buffer.get(key);
     if (seen) {

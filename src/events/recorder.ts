@@ -3,6 +3,7 @@ import type { Actor } from '../auth/principal.js';
 import type { EventQueries, EventType, NewEvent, WriteContext } from '../metadata/events-store.js';
 import { writeContextOf } from './context.js';
 import { BatchedWrites } from '../control/batched-writes.js';
+import { TupleMap } from '../control/tuple-map.js';
 
 export type PullEventMode = 'off' | 'all' | 'sample' | 'aggregate';
 
@@ -42,7 +43,8 @@ interface Aggregate {
  */
 export class EventRecorder {
   private buffer: NewEvent[] = [];
-  private readonly aggregates = new Map<string, Aggregate>();
+  /** Pulls of the window by repository and digest. */
+  private readonly aggregates = new TupleMap<Aggregate>(2);
   private readonly writes: BatchedWrites<NewEvent>;
   private windowTimer: NodeJS.Timeout | undefined;
   private readonly mode: PullEventMode;
@@ -85,32 +87,34 @@ export class EventRecorder {
   pulled(actor: Actor, repository: string, manifest: { digest: string; mediaType: string | null; size: number | null }, tag: string | null): void {
     if (this.mode === 'off') return;
     if (this.mode === 'sample' && this.random() >= (this.options.pullSampleRate ?? 0.1)) return;
-    const event = () =>
-      this.complete({
-        type: 'artifact.pulled',
-        actor,
-        repository,
-        project: repository.split('/', 1)[0]!,
-        tag,
-        digest: manifest.digest,
-        mediaType: manifest.mediaType,
-        size: manifest.size,
-        ...(this.mode === 'sample' ? { detail: { sampleRate: this.options.pullSampleRate ?? 0.1 } } : {}),
-      });
     if (this.mode === 'aggregate') {
       // A repeated pull of the window only counts: the event is built for the first one.
-      const key = `${repository}@${manifest.digest}`;
+      const key = [repository, manifest.digest];
       const existing = this.aggregates.get(key);
       if (existing) existing.count++;
-      else this.aggregates.set(key, { event: event(), count: 1 });
+      else this.aggregates.set(key, { event: this.pullEvent(actor, repository, manifest, tag), count: 1 });
       if (!this.windowTimer) {
         this.windowTimer = setTimeout(() => void this.closeWindow(), this.options.pullWindowMs ?? 60_000);
         this.windowTimer.unref();
       }
       return;
     }
-    this.buffer.push(event());
+    this.buffer.push(this.pullEvent(actor, repository, manifest, tag));
     this.writes.recorded(this.buffer.length);
+  }
+
+  private pullEvent(actor: Actor, repository: string, manifest: { digest: string; mediaType: string | null; size: number | null }, tag: string | null): NewEvent {
+    return this.complete({
+      type: 'artifact.pulled',
+      actor,
+      repository,
+      project: repository.split('/', 1)[0]!,
+      tag,
+      digest: manifest.digest,
+      mediaType: manifest.mediaType,
+      size: manifest.size,
+      ...(this.mode === 'sample' ? { detail: { sampleRate: this.options.pullSampleRate ?? 0.1 } } : {}),
+    });
   }
 
   /** Ends the current aggregation window: one event per repository and digest, with the count. */

@@ -1,6 +1,7 @@
 import client from 'prom-client';
 import type { GcTotals } from '../metadata/gc-store.js';
 import { gcMetrics } from './gc-metrics.js';
+import { RequestMetrics } from './request-metrics.js';
 
 /**
  * Prometheus metrics of one server process. Gauges that need the database are computed at scrape
@@ -11,29 +12,8 @@ export class Metrics {
   readonly registry = new client.Registry();
   /** The metrics of every process of the node (see `nodeWide`); unset: this process alone. */
   private gatherNode: (() => Promise<unknown[][]>) | undefined;
-  readonly requests = new client.Counter({
-    name: 'stowage_http_requests_total',
-    help: 'HTTP requests by method, route and status',
-    labelNames: ['method', 'route', 'status'] as const,
-    registers: [this.registry],
-  });
-  readonly duration = new client.Histogram({
-    name: 'stowage_http_request_duration_seconds',
-    help: 'HTTP request latency by method and route',
-    labelNames: ['method', 'route'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    registers: [this.registry],
-  });
-  readonly bytesIn = new client.Counter({
-    name: 'stowage_http_received_bytes_total',
-    help: 'Bytes received on HTTP connections (headers included)',
-    registers: [this.registry],
-  });
-  readonly bytesOut = new client.Counter({
-    name: 'stowage_http_sent_bytes_total',
-    help: 'Bytes sent on HTTP connections (headers included)',
-    registers: [this.registry],
-  });
+  /** Requests, their latency and bytes: counted per request, turned into series when scraped. */
+  readonly http = new RequestMetrics(this.registry);
 
   constructor(gauges: {
     uploadsInProgress: () => Promise<number>;

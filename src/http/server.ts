@@ -7,6 +7,7 @@ import type { Control } from '../control/control.js';
 import { apiPlugin } from './api/plugin.js';
 import type { RegistryGuard } from './auth/registry-guard.js';
 import { sendError } from './errors.js';
+import { lazyChildLogger } from './lazy-logger.js';
 import type { Metrics } from './metrics.js';
 import { ociRoutes } from './oci/routes.js';
 import { tokenRoutes } from './token/routes.js';
@@ -57,6 +58,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger,
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
@@ -98,10 +100,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     const seconds = Number(process.hrtime.bigint() - request.startedAt) / 1e9;
     const route = request.routeLabel ?? request.routeOptions.url ?? 'unknown';
     const { bytesIn, bytesOut } = socketDelta(request.raw.socket);
-    options.metrics.requests.inc({ method: request.method, route, status: reply.statusCode });
-    options.metrics.duration.observe({ method: request.method, route }, seconds);
-    options.metrics.bytesIn.inc(bytesIn);
-    options.metrics.bytesOut.inc(bytesOut);
+    options.metrics.http.record(request.method, route, reply.statusCode, seconds, bytesIn, bytesOut);
     if (options.logRequests) {
       request.log.info(
         { method: request.method, path: request.url.split('?')[0], route, status: reply.statusCode, bytesIn, bytesOut, ms: Math.round(seconds * 1e5) / 100 },

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from '../../registry/registry.js';
 import type { RequestAuth } from '../auth/registry-guard.js';
+import type { ManifestRecord } from '../../metadata/metadata-store.js';
 
 /** What every /v2 handler receives: the parsed route plus the domain. */
 export interface OciContext {
@@ -14,6 +15,8 @@ export interface OciContext {
   query: URLSearchParams;
   /** Who the request acts as (already allowed what the route needs). */
   auth: RequestAuth;
+  /** Set by a manifest GET that answered with the manifest: what was pulled (for the records). */
+  pulled?: ManifestRecord;
 }
 
 export type OciHandler = (ctx: OciContext) => Promise<unknown>;

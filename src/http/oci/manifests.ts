@@ -12,9 +12,10 @@ export async function headManifest({ reply, registry, name, param }: OciContext)
   return reply.headers(manifestHeaders(manifest)).send();
 }
 
-export async function getManifest({ reply, registry, name, param }: OciContext) {
-  const manifest = await registry.manifests.get(name, existingReference(param));
-  return reply.headers(manifestHeaders(manifest)).send(manifest.content);
+export async function getManifest(ctx: OciContext) {
+  const manifest = await ctx.registry.manifests.get(ctx.name, existingReference(ctx.param));
+  ctx.pulled = manifest;
+  return ctx.reply.headers(manifestHeaders(manifest)).send(manifest.content);
 }
 
 export async function putManifest({ request, reply, registry, name, param, auth }: OciContext) {

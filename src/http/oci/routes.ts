@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Access, RepositoryAction } from '../../auth/access.js';
 import type { Actor } from '../../auth/principal.js';
+import { projectOf } from '../../auth/authorizer.js';
 import type { AuditLog } from '../../control/audit.js';
 import type { EventRecorder } from '../../events/recorder.js';
 import type { PullRecorder } from '../../control/pull-stats.js';
 import { QuotaExceededError } from '../../metadata/housekeeping-store.js';
+import type { ManifestRecord } from '../../metadata/metadata-store.js';
 import type { RegistryGuard } from '../auth/registry-guard.js';
 import { RegistryError } from '../../registry/errors.js';
 import { ImmutableTagDenied } from '../../registry/manifests.js';
@@ -12,7 +14,7 @@ import { requireRepositoryName } from '../../registry/names.js';
 import type { Registry } from '../../registry/registry.js';
 import { sendError } from '../errors.js';
 import { deleteBlob, getBlob, headBlob } from './blobs.js';
-import type { OciHandler } from './context.js';
+import type { OciContext, OciHandler } from './context.js';
 import { listCatalog, listReferrers, listTags } from './lists.js';
 import { deleteManifest, getManifest, headManifest, putManifest } from './manifests.js';
 import { cancelUpload, completeUpload, patchUpload, startUpload, uploadStatus } from './uploads.js';
@@ -136,14 +138,11 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
       if (action === 'push') await guard.beforePush(auth, name);
       caller = { actor: auth.actor, name };
       const param = match[2] ?? '';
-      const result = await handler({ request, reply, registry, name, param, query, auth });
+      const ctx: OciContext = { request, reply, registry, name, param, query, auth };
+      const result = await handler(ctx);
       const event = route.audit?.[request.method];
-      if (pulls && event === 'manifest.pull' && reply.statusCode === 200) {
-        const digest = reply.getHeader('docker-content-digest');
-        if (typeof digest === 'string') pulls.record(name, digest, param.includes(':') ? null : param);
-      }
-      if (events && event === 'manifest.pull' && reply.statusCode === 200) recordPullEvent(events, auth.actor, name, param, reply);
-      if (event && reply.statusCode < 300 && (auditPulls || event !== 'manifest.pull')) {
+      if (ctx.pulled && reply.statusCode === 200) recordPull(ctx.pulled, ctx, { pulls, events, audit: auditPulls ? audit : undefined });
+      else if (event && event !== 'manifest.pull' && reply.statusCode < 300) {
         const digest = reply.getHeader('docker-content-digest');
         const target = param.includes(':') ? `${name}@${param}` : `${name}:${param}`;
         const tagDeleted = event === 'manifest.delete' && !param.includes(':');
@@ -175,11 +174,19 @@ async function dispatch(request: FastifyRequest, reply: FastifyReply, { registry
   }
 }
 
-/** An artifact.pulled event from the answer's headers (no query on the pull's path). */
-function recordPullEvent(events: EventRecorder, actor: Actor, name: string, param: string, reply: FastifyReply): void {
-  const digest = reply.getHeader('docker-content-digest');
-  if (typeof digest !== 'string') return;
-  const mediaType = reply.getHeader('content-type');
-  const size = Number(reply.getHeader('content-length'));
-  events.pulled(actor, name, { digest, mediaType: typeof mediaType === 'string' ? mediaType : null, size: Number.isFinite(size) ? size : null }, param.includes(':') ? null : param);
+/**
+ * A manifest pull, in the pull statistics, the artifact.pulled events and the audit log (each
+ * buffered, never awaited), from the record that was served rather than the answer's headers.
+ */
+function recordPull(manifest: ManifestRecord, { name, param, auth }: OciContext, records: { pulls?: PullRecorder; events?: EventRecorder; audit?: AuditLog }): void {
+  const tag = param.includes(':') ? null : param;
+  records.pulls?.record(name, manifest.digest, tag);
+  records.events?.pulled(auth.actor, name, { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size }, tag);
+  records.audit?.record(auth.actor, {
+    action: 'manifest.pull',
+    result: 'success',
+    project: projectOf(name),
+    target: tag === null ? `${name}@${param}` : `${name}:${param}`,
+    detail: tag === null ? null : { digest: manifest.digest },
+  });
 }
