@@ -62,6 +62,10 @@ export class AuthService {
   private readonly chain: AuthenticatorChain;
   private readonly throttle: LoginThrottle;
   private readonly basicCache = new Map<string, { principal: Principal; until: number }>();
+  /** Verifications of Basic credentials under way, by credentials and address (see loginEachRequest). */
+  private readonly basicVerifying = new Map<string, Promise<Principal>>();
+  /** Counts the clearings of basicCache, so that a verification begun before one is not remembered. */
+  private basicGeneration = 0;
   private readonly principals = new Map<string, { principal: Principal | null; until: number }>();
   private readonly now: () => number;
 
@@ -138,18 +142,41 @@ export class AuthService {
   }
 
   /**
-   * `login` for credentials sent with every request (Basic on /v2 and the API): a success is
-   * remembered for a minute by a hash of the credentials, so that a script does not pay an
-   * argon2 verification per request. Revocations (disable, delete, password change) clear it.
+   * `login` for credentials sent with every request (Basic on /v2 and the API, and the token
+   * endpoint): a success is remembered for a minute by a hash of the credentials, so that a script
+   * does not pay an argon2 verification per request. Revocations (disable, delete, password
+   * change) clear it. Requests that arrive with the same credentials from the same address while
+   * they are being verified wait for that verification instead of starting their own (each takes
+   * 19 MiB: a client that opens many connections at once made a process hold 4 of them, one per
+   * thread-pool thread); if it fails, each goes on to its own, so every failed attempt is
+   * verified, throttled and audited by itself.
    */
   async loginEachRequest(credentials: Credentials, context: LoginContext): Promise<Principal> {
     const key = secretHash(`${credentials.username}\u0000${credentials.password}`);
     const hit = this.basicCache.get(key);
     if (hit && hit.until > this.now()) return hit.principal;
-    const principal = await this.login(credentials, context);
-    if (this.basicCache.size >= 10_000) this.basicCache.clear();
-    this.basicCache.set(key, { principal, until: this.now() + BASIC_CACHE_MS });
-    return principal;
+    const inFlight = `${key}\u0000${context.address ?? ''}`;
+    const shared = this.basicVerifying.get(inFlight);
+    if (shared) {
+      const principal = await shared.catch(() => null);
+      if (principal) return principal;
+      return this.login(credentials, context);
+    }
+    const generation = this.basicGeneration;
+    const verifying = this.login(credentials, context).then((principal) => {
+      // Not remembered when a revocation cleared the cache while it was verified.
+      if (generation === this.basicGeneration) {
+        if (this.basicCache.size >= 10_000) this.basicCache.clear();
+        this.basicCache.set(key, { principal, until: this.now() + BASIC_CACHE_MS });
+      }
+      return principal;
+    });
+    this.basicVerifying.set(inFlight, verifying);
+    try {
+      return await verifying;
+    } finally {
+      this.basicVerifying.delete(inFlight);
+    }
   }
 
   /** The granted part of each requested access (entries with nothing granted are dropped). */
@@ -273,6 +300,7 @@ export class AuthService {
 
   private forgetCachedPrincipals(): void {
     this.basicCache.clear();
+    this.basicGeneration++;
     this.principals.clear();
     this.policy.invalidate();
   }

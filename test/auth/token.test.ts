@@ -186,6 +186,22 @@ describe('the token endpoint (GET)', () => {
     expect((await auditOf('failure')) - failures).toBe(3);
   });
 
+  it('verifies a password once for token requests that arrive together, and each wrong one by itself', async () => {
+    const burst = await addUser(app, 'burst');
+    const auditOf = async (result: string) => {
+      const entries = (await apiOk(app, 'GET', `/audit?actor=burst&action=login&result=${result}`, { as: ADMIN })).items as { count: number; detail: { method: string } }[];
+      return entries.filter((e) => e.detail.method === 'token').reduce((sum, e) => sum + e.count, 0);
+    };
+    // Eight at once, as a client opening several connections does: one argon2 verification.
+    const answers = await Promise.all(Array.from({ length: 8 }, () => requestToken(app, burst, ['repository:open/app:pull'])));
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(8).fill(200));
+    expect(await auditOf('success')).toBe(1);
+    // Wrong passwords at once are still verified, refused and recorded one by one.
+    const wrong = await Promise.all(Array.from({ length: 3 }, () => requestToken(app, { ...burst, password: `${burst.password}-wrong` }, [])));
+    expect(wrong.map((a) => a.statusCode)).toEqual([401, 401, 401]);
+    expect(await auditOf('failure')).toBe(3);
+  });
+
   it('does not tell existing users from unknown ones by timing', async () => {
     const time = async (username: string) => {
       const start = process.hrtime.bigint();
