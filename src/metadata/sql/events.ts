@@ -18,6 +18,7 @@ import type {
 } from '../events-store.js';
 import type { EventTable, WebhookDeliveryTable, WebhookTable } from './events-schema.js';
 import type { Database, Id } from './schema.js';
+import { bulkInsert } from './precompiled.js';
 
 type Db = Kysely<Database>;
 
@@ -33,30 +34,33 @@ export async function writeEvents(trx: Db, events: NewEvent[], now: number, fann
   return full;
 }
 
+// The outbox's columns, in the order insertEvents gives each row's values.
+const insertEventRows = bulkInsert<Database>('events', [
+  'id', 'type', 'at', 'actor', 'actor_kind', 'address', 'project', 'repository', 'tag', 'digest', 'previous_digest', 'media_type', 'size', 'node', 'detail', 'fanned_out',
+]);
+
 async function insertEvents(trx: Db, full: RegistryEvent[], fannedOut: boolean): Promise<void> {
-  await trx
-    .insertInto('events')
-    .values(
-      full.map((e) => ({
-        id: e.id,
-        type: e.type,
-        at: e.at.getTime(),
-        actor: e.actor,
-        actor_kind: e.actorKind,
-        address: e.address,
-        project: e.project,
-        repository: e.repository,
-        tag: e.tag,
-        digest: e.digest,
-        previous_digest: e.previousDigest,
-        media_type: e.mediaType,
-        size: e.size,
-        node: e.node,
-        detail: e.detail === null ? null : JSON.stringify(e.detail),
-        fanned_out: fannedOut ? 1 : 0,
-      })),
-    )
-    .execute();
+  await insertEventRows(
+    trx,
+    full.map((e) => [
+      e.id,
+      e.type,
+      e.at.getTime(),
+      e.actor,
+      e.actorKind,
+      e.address,
+      e.project,
+      e.repository,
+      e.tag,
+      e.digest,
+      e.previousDigest,
+      e.mediaType,
+      e.size,
+      e.node,
+      e.detail === null ? null : JSON.stringify(e.detail),
+      fannedOut ? 1 : 0,
+    ]),
+  );
 }
 
 /**

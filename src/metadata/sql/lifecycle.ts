@@ -1,5 +1,16 @@
 import type { LifecycleQueries, LifecycleSettings, TagRule } from '../metadata-store.js';
 import { date, id, type Clock, type Db } from './control/common.js';
+import { statement } from './precompiled.js';
+
+// Read by every manifest push (the immutable-tag check): compiled once (see statement).
+const selectRules = statement(['project'], (db: Db, p) =>
+  db
+    .selectFrom('tag_rules as r')
+    .innerJoin('projects as p', 'p.id', 'r.project_id')
+    .select(['r.id', 'r.repository', 'r.tag', 'r.created_by', 'r.created_at'])
+    .where('p.name', '=', p.project)
+    .orderBy('r.id'),
+);
 
 /** Per-project lifecycle settings (project_lifecycle, 0003). */
 export class SqlLifecycle implements LifecycleQueries {
@@ -36,13 +47,7 @@ export class SqlLifecycle implements LifecycleQueries {
   }
 
   async rules(project: string): Promise<TagRule[]> {
-    const rows = await this.db
-      .selectFrom('tag_rules as r')
-      .innerJoin('projects as p', 'p.id', 'r.project_id')
-      .select(['r.id', 'r.repository', 'r.tag', 'r.created_by', 'r.created_at'])
-      .where('p.name', '=', project)
-      .orderBy('r.id')
-      .execute();
+    const { rows } = await selectRules(this.db, { project });
     return rows.map((row) => ({ id: id(row.id), repository: row.repository, tag: row.tag, createdBy: row.created_by, createdAt: date(row.created_at) }));
   }
 
