@@ -42,6 +42,43 @@ export function statement<DB, const K extends string, Row>(
   };
 }
 
+/** Lengths a `listStatement`'s list is padded to: at most this many shapes compile. */
+const LIST_SHAPES = [1, 4, 16, 64, 256, 1024];
+
+/**
+ * Like `statement`, for a query that also takes a list of values (`x in (...)`): `build` gets
+ * placeholders for the named parameters and a list of them. The list is padded to the next of a
+ * few lengths by repeating its last value, so it must be a list where a repeated value changes
+ * nothing (an `in` list), of 1 to 1,024 values.
+ */
+export function listStatement<DB, const K extends string, Row>(
+  names: readonly K[],
+  build: (db: Kysely<DB>, p: Record<K, any>, list: any[]) => Compilable<Row>,
+): (db: Kysely<DB>, values: Record<K, unknown>, list: readonly unknown[]) => Promise<QueryResult<Row>> {
+  const compiled = new WeakMap<object, Map<number, { sql: string; slots: Array<{ name: K } | { item: number } | { value: unknown }> }>>();
+  const placeholders = Object.fromEntries(names.map((name) => [name, `\u0000${name}`])) as Record<K, string>;
+  const byPlaceholder = new Map<unknown, K>(names.map((name) => [placeholders[name], name]));
+  return (db, values, list) => {
+    const length = LIST_SHAPES.find((n) => n >= list.length);
+    if (list.length === 0 || length === undefined) return Promise.reject(new Error(`listStatement: a list of ${list.length} values (1 to ${LIST_SHAPES.at(-1)} allowed)`));
+    const adapter = db.getExecutor().adapter;
+    let shapes = compiled.get(adapter);
+    if (!shapes) compiled.set(adapter, (shapes = new Map()));
+    let query = shapes.get(length);
+    if (!query) {
+      const items = Array.from({ length }, (_, index) => `\u0000#${index}`);
+      const byItem = new Map<unknown, number>(items.map((item, index) => [item, index]));
+      const { sql, parameters } = build(db, placeholders, items).compile();
+      const slots = parameters.map((value) => (byPlaceholder.has(value) ? { name: byPlaceholder.get(value)! } : byItem.has(value) ? { item: byItem.get(value)! } : { value }));
+      query = { sql, slots };
+      shapes.set(length, query);
+    }
+    const last = list.length - 1;
+    const parameters = query.slots.map((slot) => ('name' in slot ? values[slot.name] : 'item' in slot ? list[Math.min(slot.item, last)] : slot.value));
+    return db.executeQuery<Row>(CompiledQuery.raw(query.sql, parameters));
+  };
+}
+
 /** Row counts of the statements `bulkInsert` compiles: any batch is sent as chunks of these. */
 const BULK_CHUNKS = [128, 32, 8, 1];
 

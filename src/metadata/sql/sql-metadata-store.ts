@@ -33,7 +33,7 @@ import { enforceQuotaOnLink, enforceQuotaOnManifest, SqlQuotas } from './quotas.
 import { SqlPullStats } from './pull-stats.js';
 import { SqlRetention } from './retention.js';
 import type { PullStatsQueries, QuotaQueries, RetentionQueries } from '../housekeeping-store.js';
-import { precompile, statement } from './precompiled.js';
+import { bulkInsert, listStatement, precompile, statement } from './precompiled.js';
 import { TimedReadCache, VersionedReadCache, waitAtLeast, type ReadCache } from './read-cache.js';
 import { repositoryHasContent } from './control/common.js';
 import { TagLister } from './tag-list.js';
@@ -412,22 +412,12 @@ class SqlManifests implements ManifestQueries {
         const blobs = unique(manifest.blobs);
         const children = unique(manifest.children);
         const missingBlob = await firstMissing(blobs, async (chunk) => {
-          const rows = await trx
-            .selectFrom('repository_blobs')
-            .select('digest')
-            .where('repository_id', '=', repositoryId)
-            .where('digest', 'in', chunk)
-            .execute();
+          const { rows } = await linkedBlobsAmong(trx, { repositoryId }, chunk);
           return rows.map((row) => row.digest);
         });
         if (missingBlob !== undefined) throw new MissingReferenceError('blob', missingBlob);
         const missingChild = await firstMissing(children, async (chunk) => {
-          const rows = await trx
-            .selectFrom('manifests')
-            .select('digest')
-            .where('repository_id', '=', repositoryId)
-            .where('digest', 'in', chunk)
-            .execute();
+          const { rows } = await manifestsAmong(trx, { repositoryId }, chunk);
           return rows.map((row) => row.digest);
         });
         if (missingChild !== undefined) throw new MissingReferenceError('manifest', missingChild);
@@ -448,18 +438,8 @@ class SqlManifests implements ManifestQueries {
         if (!inserted) throw new Error(`manifest ${manifest.digest}: the insert returned no row`);
         const id = inserted.id;
         manifestId = id;
-        for (const chunk of chunks(blobs)) {
-          await trx
-            .insertInto('manifest_blobs')
-            .values(chunk.map((digest) => ({ manifest_id: id, digest })))
-            .execute();
-        }
-        for (const chunk of chunks(children)) {
-          await trx
-            .insertInto('manifest_children')
-            .values(chunk.map((child_digest) => ({ manifest_id: id, child_digest })))
-            .execute();
-        }
+        if (blobs.length > 0) await insertManifestBlobs(trx, blobs.map((digest) => [id, digest]));
+        if (children.length > 0) await insertManifestChildren(trx, children.map((child) => [id, child]));
       }
       const moved = tag === undefined ? null : await pointTag(trx, repositoryId, tag, manifestId, manifest.digest, at, options);
       // The outbox: the events commit with the change, or neither does.
@@ -872,7 +852,15 @@ async function upsertLiveBlob(trx: Db, blob: BlobRecord, at: number): Promise<vo
   await upsertBlob(trx, { digest: blob.digest, size: blob.size, at });
 }
 
-// The statements of a manifest push, compiled once (see statement).
+// The statements of a manifest push, compiled once (see statement, listStatement, bulkInsert).
+const linkedBlobsAmong = listStatement(['repositoryId'], (db: Db, p, digests) =>
+  db.selectFrom('repository_blobs').select('digest').where('repository_id', '=', p.repositoryId).where('digest', 'in', digests),
+);
+const manifestsAmong = listStatement(['repositoryId'], (db: Db, p, digests) =>
+  db.selectFrom('manifests').select('digest').where('repository_id', '=', p.repositoryId).where('digest', 'in', digests),
+);
+const insertManifestBlobs = bulkInsert<Database>('manifest_blobs', ['manifest_id', 'digest']);
+const insertManifestChildren = bulkInsert<Database>('manifest_children', ['manifest_id', 'child_digest']);
 const insertManifest = statement(['repositoryId', 'digest', 'mediaType', 'artifactType', 'subject', 'annotations', 'size', 'content', 'at'], (db: Db, p) =>
   db
     .insertInto('manifests')
