@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsBlobStore } from '../../src/storage/fs/fs-blob-store.js';
 import { isCopyable } from '../../src/storage/fs/file-copy.js';
@@ -93,5 +93,56 @@ describe('copying a blob file to a socket with reused buffers', () => {
     // The file of the cut copy is closed (give the close a moment to land).
     for (let i = 0; i < 50 && (await openDescriptors()) > before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(await openDescriptors()).toBeLessThanOrEqual(before);
+  });
+
+  // A stand-in for the response, whose client hangs up once `closeAfter` bytes have arrived: the
+  // close is seen on a later turn, before the callback of the write that completed the body
+  // (queued after it), which comes only if `lastWriteCallsBack`. Earlier writes call back on the
+  // next turn, as a socket's do; writes after the hang-up never call back (Node drops them).
+  class HangingUpClient extends Writable {
+    received = 0;
+    private hungUp = false;
+    constructor(
+      private readonly closeAfter: number,
+      private readonly lastWriteCallsBack: boolean,
+    ) {
+      super({ highWaterMark: 4 * MiB });
+    }
+    override _write(chunk: Buffer, _encoding: string, callback: (error?: Error | null) => void): void {
+      if (this.hungUp) return;
+      this.received += chunk.length;
+      if (this.received < this.closeAfter) {
+        setImmediate(callback);
+        return;
+      }
+      this.hungUp = true;
+      setImmediate(() => this.emit('close'));
+      if (this.lastWriteCallsBack) setImmediate(callback);
+    }
+  }
+
+  async function copyInto(out: Writable): Promise<string> {
+    const stream = await store.open(digest);
+    if (!isCopyable(stream)) throw new Error('the filesystem store should return a copyable stream');
+    return stream.copyTo(out).then(
+      () => 'done',
+      (error: Error) => `failed: ${error.message}`,
+    );
+  }
+
+  it('counts a copy as done when the client hangs up after the last byte, before the last write called back', async () => {
+    const out = new HangingUpClient(content.length, true);
+    expect(await copyInto(out)).toBe('done');
+    expect(out.received).toBe(content.length);
+  });
+
+  it('fails a copy when the client hangs up before the last byte was handed over', async () => {
+    expect(await copyInto(new HangingUpClient(3 * MiB, true))).toBe('failed: the client closed the connection');
+  });
+
+  it('fails, within a moment, a copy whose last write never called back because the client had gone', async () => {
+    const started = Date.now();
+    expect(await copyInto(new HangingUpClient(content.length, false))).toBe('failed: the client closed the connection');
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

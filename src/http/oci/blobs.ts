@@ -56,7 +56,7 @@ async function sendCopy(reply: FastifyReply, stream: CopyableStream): Promise<vo
   response.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
   try {
     await stream.copyTo(response);
-    response.end();
+    if (!response.destroyed) response.end(); // a client that read every byte may have hung up already
   } catch (error) {
     reply.log.warn({ err: error }, 'blob response cut short');
     response.destroy(error as Error);
