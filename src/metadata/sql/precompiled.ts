@@ -14,6 +14,32 @@ export function precompile<DB, Row>(db: Kysely<DB>, build: (db: Kysely<DB>) => C
   };
 }
 
+/** Which value fills a compiled statement's parameter: a named one, an item of the list, or a value `build` fixed. */
+type Slot<K> = { name: K } | { item: number } | { value: unknown };
+interface Shape<K> {
+  sql: string;
+  slots: Slot<K>[];
+}
+
+/** A placeholder value for each named parameter, and the name behind each placeholder. */
+function placeholdersFor<K extends string>(names: readonly K[]) {
+  const placeholders = Object.fromEntries(names.map((name) => [name, `\u0000${name}`])) as Record<K, string>;
+  return { placeholders, byPlaceholder: new Map<unknown, K>(names.map((name) => [placeholders[name], name])) };
+}
+
+/** Compiles `query`, noting for each of its parameters the placeholder (named or list item) it came from. */
+function compileShape<K>(query: Compilable<unknown>, byPlaceholder: Map<unknown, K>, byItem = new Map<unknown, number>()): Shape<K> {
+  const { sql, parameters } = query.compile();
+  const slots = parameters.map((value): Slot<K> => (byPlaceholder.has(value) ? { name: byPlaceholder.get(value)! } : byItem.has(value) ? { item: byItem.get(value)! } : { value }));
+  return { sql, slots };
+}
+
+/** The parameter values of `shape` for these named values (and list, padded with its last value). */
+function bind<K extends string>(shape: Shape<K>, values: Record<K, unknown>, list: readonly unknown[] = []): unknown[] {
+  const last = list.length - 1;
+  return shape.slots.map((slot) => ('name' in slot ? values[slot.name] : 'item' in slot ? list[Math.min(slot.item, last)] : slot.value));
+}
+
 /**
  * A statement built and compiled by Kysely once per database (the first time it runs on it or on
  * one of its transactions: they share the dialect adapter), then run with new values. For the
@@ -25,20 +51,13 @@ export function statement<DB, const K extends string, Row>(
   names: readonly K[],
   build: (db: Kysely<DB>, p: Record<K, any>) => Compilable<Row>,
 ): (db: Kysely<DB>, values: Record<K, unknown>) => Promise<QueryResult<Row>> {
-  const compiled = new WeakMap<object, { sql: string; slots: Array<{ name: K } | { value: unknown }> }>();
-  const placeholders = Object.fromEntries(names.map((name) => [name, `\u0000${name}`])) as Record<K, string>;
-  const byPlaceholder = new Map<unknown, K>(names.map((name) => [placeholders[name], name]));
+  const compiled = new WeakMap<object, Shape<K>>();
+  const { placeholders, byPlaceholder } = placeholdersFor(names);
   return (db, values) => {
     const adapter = db.getExecutor().adapter;
-    let query = compiled.get(adapter);
-    if (!query) {
-      const { sql, parameters } = build(db, placeholders).compile();
-      const slots = parameters.map((value) => (byPlaceholder.has(value) ? { name: byPlaceholder.get(value)! } : { value }));
-      query = { sql, slots };
-      compiled.set(adapter, query);
-    }
-    const parameters = query.slots.map((slot) => ('name' in slot ? values[slot.name] : slot.value));
-    return db.executeQuery<Row>(CompiledQuery.raw(query.sql, parameters));
+    let shape = compiled.get(adapter);
+    if (!shape) compiled.set(adapter, (shape = compileShape(build(db, placeholders), byPlaceholder)));
+    return db.executeQuery<Row>(CompiledQuery.raw(shape.sql, bind(shape, values)));
   };
 }
 
@@ -55,27 +74,21 @@ export function listStatement<DB, const K extends string, Row>(
   names: readonly K[],
   build: (db: Kysely<DB>, p: Record<K, any>, list: any[]) => Compilable<Row>,
 ): (db: Kysely<DB>, values: Record<K, unknown>, list: readonly unknown[]) => Promise<QueryResult<Row>> {
-  const compiled = new WeakMap<object, Map<number, { sql: string; slots: Array<{ name: K } | { item: number } | { value: unknown }> }>>();
-  const placeholders = Object.fromEntries(names.map((name) => [name, `\u0000${name}`])) as Record<K, string>;
-  const byPlaceholder = new Map<unknown, K>(names.map((name) => [placeholders[name], name]));
+  const compiled = new WeakMap<object, Map<number, Shape<K>>>();
+  const { placeholders, byPlaceholder } = placeholdersFor(names);
   return (db, values, list) => {
     const length = LIST_SHAPES.find((n) => n >= list.length);
     if (list.length === 0 || length === undefined) return Promise.reject(new Error(`listStatement: a list of ${list.length} values (1 to ${LIST_SHAPES.at(-1)} allowed)`));
     const adapter = db.getExecutor().adapter;
     let shapes = compiled.get(adapter);
     if (!shapes) compiled.set(adapter, (shapes = new Map()));
-    let query = shapes.get(length);
-    if (!query) {
+    let shape = shapes.get(length);
+    if (!shape) {
       const items = Array.from({ length }, (_, index) => `\u0000#${index}`);
-      const byItem = new Map<unknown, number>(items.map((item, index) => [item, index]));
-      const { sql, parameters } = build(db, placeholders, items).compile();
-      const slots = parameters.map((value) => (byPlaceholder.has(value) ? { name: byPlaceholder.get(value)! } : byItem.has(value) ? { item: byItem.get(value)! } : { value }));
-      query = { sql, slots };
-      shapes.set(length, query);
+      shape = compileShape(build(db, placeholders, items), byPlaceholder, new Map(items.map((item, index) => [item, index])));
+      shapes.set(length, shape);
     }
-    const last = list.length - 1;
-    const parameters = query.slots.map((slot) => ('name' in slot ? values[slot.name] : 'item' in slot ? list[Math.min(slot.item, last)] : slot.value));
-    return db.executeQuery<Row>(CompiledQuery.raw(query.sql, parameters));
+    return db.executeQuery<Row>(CompiledQuery.raw(shape.sql, bind(shape, values, list)));
   };
 }
 
